@@ -1,0 +1,32 @@
+"""Fixtures shared by every test module: the real MNIST folder and the dataset loaded once."""
+
+import os
+
+# Plots are drawn off-screen in tests; set before anything imports matplotlib.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from digitlab.data import ENV_VAR, MNIST, load_mnist  # noqa: E402
+
+# The project's tests read the shared, read-only copy of MNIST next to the repository.
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST folder: $DIGITLAB_DATA if set, else <repo>/../shared/data/mnist."""
+    path = Path(os.environ[ENV_VAR]).expanduser() if os.environ.get(ENV_VAR) else SHARED_MNIST
+    if not path.is_dir():
+        pytest.fail(
+            f"MNIST folder {path} not found; set {ENV_VAR} to a folder holding the four "
+            "MNIST files (e.g. train-images-idx3-ubyte.gz)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path) -> MNIST:
+    return load_mnist(mnist_dir)

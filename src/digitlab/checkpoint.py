@@ -1,0 +1,120 @@
+"""Saving and loading models and training state, safely and atomically.
+
+Two files per run, neither of which can execute code when loaded:
+
+- `model.safetensors`: the weights plus JSON metadata (model name, config, metrics, versions,
+  data checksum). This is what `predict`, `evaluate`, `serve` and `export` read.
+- `train_state.pt`: everything needed to continue training (optimizer, schedule, RNG states,
+  position in the epoch). Loaded with `torch.load(weights_only=True)`, which refuses pickled code.
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a crash
+or Ctrl-C never leaves a half-written checkpoint.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from digitlab.errors import CheckpointError
+
+METADATA_KEY = "digitlab"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path} is missing") from err
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not readable JSON ({err})") from err
+
+
+def save_model(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    # safetensors wants contiguous, unshared tensors (channels_last weights are not contiguous).
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and metadata of a `model.safetensors`, or a CheckpointError saying why not."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train one with `digitlab train`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = json.loads((f.metadata() or {})[METADATA_KEY])
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as err:  # safetensors raises several types for damaged files
+        raise CheckpointError(
+            f"{path} is not a valid digitlab checkpoint (damaged, tampered with, or not a "
+            f"safetensors file written by digitlab): {err}"
+        ) from err
+    if not isinstance(metadata, dict) or "model" not in metadata:
+        raise CheckpointError(f"{path} has no digitlab metadata; it was not written by digitlab")
+    return tensors, metadata
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint names and load its weights: (model in eval mode, metadata)."""
+    from digitlab.models import create_model
+
+    tensors, metadata = read_model_file(path)
+    model = create_model(metadata["model"])
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        first_line = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"{path} does not fit model {metadata['model']!r}: {first_line}"
+        ) from err
+    return model.to(device).eval(), metadata
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"no training state at {path}; is this a digitlab run folder?")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors, damaged zip archives
+        raise CheckpointError(
+            f"refusing to load {path}: it is damaged or holds something other than tensors "
+            f"and plain values ({str(err).splitlines()[0]})"
+        ) from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a digitlab training state")
+    return state

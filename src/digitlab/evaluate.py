@@ -1,0 +1,106 @@
+"""How good a model is on labelled digits: accuracy, loss, per-class metrics, confusions."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.data import to_float
+
+NUM_CLASSES = 10
+
+
+@torch.inference_mode()
+def predict_log_probs(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Log-probabilities (N, 10) on the CPU for uint8 images (N, 28, 28), in eval mode."""
+    was_training = model.training
+    model.eval()
+    outputs = [
+        model(to_float(images[i : i + batch_size].to(device))).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def loss_and_accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy over all samples and the fraction predicted right."""
+    loss = F.nll_loss(log_probs, labels).item()
+    accuracy = int((log_probs.argmax(1) == labels).sum()) / len(labels)
+    return loss, accuracy
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    loss: float
+    confusion_matrix: torch.Tensor  # (10, 10) int64: rows are true digits, columns predictions
+    predictions: torch.Tensor  # (N,) predicted digits
+    confidences: torch.Tensor  # (N,) probability of the predicted digit
+    labels: torch.Tensor  # (N,) true digits
+
+    @property
+    def misclassified(self) -> list[int]:
+        return torch.nonzero(self.predictions != self.labels).flatten().tolist()
+
+    def per_class(self) -> list[dict[str, float | int]]:
+        matrix = self.confusion_matrix.double()
+        true_positives = matrix.diag()
+        precision = true_positives / matrix.sum(0).clamp(min=1)
+        recall = true_positives / matrix.sum(1).clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        support = self.confusion_matrix.sum(1)
+        return [
+            {
+                "digit": d,
+                "precision": precision[d].item(),
+                "recall": recall[d].item(),
+                "f1": f1[d].item(),
+                "support": int(support[d]),
+            }
+            for d in range(NUM_CLASSES)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "per_class": self.per_class(),
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "misclassified": self.misclassified,
+        }
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+    pairs = labels * NUM_CLASSES + predictions
+    counts = torch.bincount(pairs, minlength=NUM_CLASSES * NUM_CLASSES)
+    return counts.reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> Evaluation:
+    log_probs = predict_log_probs(model, images, batch_size=batch_size, device=device)
+    loss, accuracy = loss_and_accuracy(log_probs, labels)
+    confidences, predictions = log_probs.exp().max(1)
+    return Evaluation(
+        accuracy=accuracy,
+        loss=loss,
+        confusion_matrix=confusion_matrix(labels, predictions),
+        predictions=predictions,
+        confidences=confidences,
+        labels=labels,
+    )

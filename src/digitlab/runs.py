@@ -1,0 +1,88 @@
+"""The run folder: where each file of a run lives, and how to find runs.
+
+runs/<recipe>-<YYYYmmdd-HHMMSS>/
+    model.safetensors   weights + metadata (the checkpoint)
+    train_state.pt      what `--resume` needs
+    config.json         the full TrainConfig
+    history.json        one entry per epoch
+    metrics.json        the final evaluation
+    report.md           config, per-epoch table and plots
+    plots/*.png
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from digitlab.errors import CheckpointError
+
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.safetensors"
+
+    @property
+    def train_state(self) -> Path:
+        return self.root / "train_state.pt"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+
+def new_run_dir(recipe: str, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """`runs/<recipe>-<timestamp>`, with a numeric suffix if that name is taken."""
+    stem = f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = runs_root / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs_root / f"{stem}-{n}"
+    return candidate
+
+
+def latest_run(runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """The most recently written run folder that has a checkpoint."""
+    runs = [p.parent for p in runs_root.glob("*/model.safetensors")]
+    if not runs:
+        raise CheckpointError(
+            f"no trained model found in {runs_root}/; train one with `digitlab train` "
+            "or pass --checkpoint RUN_DIR"
+        )
+    return max(runs, key=lambda run: RunPaths(run).model.stat().st_mtime)
+
+
+def resolve_checkpoint(path: str | Path | None, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """A run folder or a `.safetensors` file → the checkpoint file; None → the newest run's."""
+    if path is None:
+        return RunPaths(latest_run(runs_root)).model
+    path = Path(path)
+    if path.is_dir():
+        model = RunPaths(path).model
+        if not model.is_file():
+            raise CheckpointError(f"{path} is not a run folder: it has no {model.name}")
+        return model
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; pass a run folder or a .safetensors file")
+    return path

@@ -1,0 +1,351 @@
+"""`fit(config, mnist, run_dir)`: train a model, checkpoint every epoch, resume where it stopped.
+
+The loop prints nothing; it reports through two optional callbacks (`on_step`, `on_epoch`) that
+the CLI turns into a progress bar and a table. On the CPU a run is bitwise reproducible: the same
+seed gives the same weights, and a run interrupted with Ctrl-C (SIGINT) and resumed ends with
+exactly the weights of an uninterrupted one, because everything random — the global RNG, the
+shuffling generator, the position inside the epoch — is saved with the optimizer state.
+"""
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import digitlab
+from digitlab.checkpoint import (
+    load_training_state,
+    read_json,
+    save_model,
+    save_training_state,
+    write_json,
+)
+from digitlab.config import TrainConfig
+from digitlab.data import DATA_CHECKSUM, MNIST, iterate_batches
+from digitlab.device import select_device
+from digitlab.errors import CheckpointError, DigitlabError
+from digitlab.evaluate import loss_and_accuracy, predict_log_probs
+from digitlab.models import create_model
+from digitlab.runs import RunPaths
+
+
+class TrainingInterrupted(DigitlabError):
+    """Ctrl-C: the state at the current step was saved and the run can be resumed."""
+
+
+class NonFiniteLossError(DigitlabError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float  # mean over every sample of the epoch
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float  # training plus evaluation time of this epoch
+    lr: float  # learning rate at the end of the epoch
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    epoch: int  # 1-based
+    step: int  # 1-based, within the epoch
+    steps: int  # steps per epoch
+    loss: float  # mean training loss of the epoch so far
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: TrainConfig
+    history: list[EpochStats]
+    wall_seconds: float
+    model: nn.Module
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.history[-1]
+        return {
+            "test_accuracy": last.test_accuracy,
+            "test_loss": last.test_loss,
+            "train_accuracy": last.train_accuracy,
+            "train_loss": last.train_loss,
+            "epochs": len(self.history),
+            "wall_seconds": self.wall_seconds,
+            "run_dir": str(self.run_dir),
+            "recipe": self.config.recipe,
+            "model": self.config.model,
+        }
+
+
+@dataclass
+class _Progress:
+    """Where training stands; saved in `train_state.pt` so a resumed run continues exactly."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    step: int = 0  # steps already done in this epoch
+    loss_sum: float = 0.0  # sum of per-sample losses so far this epoch
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # training time spent in this epoch so far
+
+
+def fit(
+    config: TrainConfig,
+    mnist: MNIST,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_step: Callable[[StepProgress], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult:
+    """Train `config` on `mnist`, writing checkpoints to `run_dir`; resume from it if asked."""
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run = _Training.start(config, mnist, RunPaths(run_dir))
+    if resume:
+        run.restore()
+    else:
+        write_json(run.paths.config, config.to_dict())
+
+    with _stop_requested_on_sigint() as stop_requested:
+        while run.progress.epoch < config.epochs:
+            run.train_epoch(stop_requested, on_step)
+            stats = run.finish_epoch()
+            if on_epoch is not None:
+                on_epoch(stats)
+            if stop_requested.is_set() and run.progress.epoch < config.epochs:
+                raise TrainingInterrupted(
+                    f"interrupted after epoch {run.progress.epoch}; the run is saved. "
+                    f"Continue it with: digitlab train --resume {run_dir}"
+                )
+    return RunResult(run_dir, config, run.history, time.perf_counter() - started, run.model)
+
+
+@dataclass
+class _Training:
+    """The objects of one run and the few methods that move it forward."""
+
+    config: TrainConfig
+    mnist: MNIST
+    paths: RunPaths
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    order_rng: torch.Generator  # draws each epoch's shuffling order
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    progress: _Progress = field(default_factory=_Progress)
+    history: list[EpochStats] = field(default_factory=list)
+    epoch_started: float = 0.0
+    order_state: torch.Tensor | None = None  # order_rng's state before this epoch's draw
+
+    @classmethod
+    def start(cls, config: TrainConfig, mnist: MNIST, paths: RunPaths) -> "_Training":
+        device = select_device(config.device)
+        torch.manual_seed(config.seed)  # before building the model: it fixes the initial weights
+        model = create_model(config.model).to(device)
+        train_images = mnist.train_images[: config.subset].to(device)
+        optimizer = _make_optimizer(config, model)
+        steps = math.ceil(len(train_images) / config.batch_size)
+        return cls(
+            config=config,
+            mnist=mnist,
+            paths=paths,
+            device=device,
+            model=model,
+            optimizer=optimizer,
+            scheduler=_make_scheduler(config, optimizer, steps),
+            order_rng=torch.Generator().manual_seed(config.seed),
+            train_images=train_images,
+            train_labels=mnist.train_labels[: config.subset].to(device),
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_images) / self.config.batch_size)
+
+    def train_epoch(
+        self, stop_requested: threading.Event, on_step: Callable[[StepProgress], None] | None
+    ) -> None:
+        config, progress = self.config, self.progress
+        self.order_state = self.order_rng.get_state()
+        order = _epoch_order(len(self.train_images), config.shuffle, self.order_rng)
+        self.epoch_started = time.perf_counter() - progress.seconds
+        self.model.train()
+        batches = iterate_batches(
+            self.train_images,
+            self.train_labels,
+            config.batch_size,
+            order=order.to(self.device),
+            start_batch=progress.step,
+            device=self.device,
+        )
+        for x, y in batches:
+            loss, correct = self.train_step(x, y)
+            progress.step += 1
+            progress.loss_sum += loss * len(y)
+            progress.correct += correct
+            progress.seen += len(y)
+            if on_step is not None:
+                mean_loss = progress.loss_sum / progress.seen
+                on_step(
+                    StepProgress(progress.epoch + 1, progress.step, self.steps_per_epoch, mean_loss)
+                )
+            if stop_requested.is_set() and progress.step < self.steps_per_epoch:
+                progress.seconds = time.perf_counter() - self.epoch_started
+                self.save()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {progress.epoch + 1}, step {progress.step}; the run "
+                    f"is saved. Continue it with: digitlab train --resume {self.paths.root}"
+                )
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """One optimizer step; returns the batch's mean loss and its number of right answers."""
+        log_probs = self.model(x)
+        loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"the training loss became {loss_value} at epoch {self.progress.epoch + 1}, "
+                f"step {self.progress.step + 1}; training stopped. The last good checkpoint "
+                f"(epoch {len(self.history)}) is kept in {self.paths.root}. Try a lower --lr."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss_value, int((log_probs.argmax(1) == y).sum())
+
+    def finish_epoch(self) -> EpochStats:
+        """Evaluate on the test set, record the epoch and checkpoint it."""
+        test_loss, test_accuracy = loss_and_accuracy(
+            predict_log_probs(
+                self.model,
+                self.mnist.test_images,
+                batch_size=self.config.eval_batch_size,
+                device=self.device,
+            ),
+            self.mnist.test_labels,
+        )
+        progress = self.progress
+        stats = EpochStats(
+            epoch=progress.epoch + 1,
+            train_loss=progress.loss_sum / progress.seen,
+            train_accuracy=progress.correct / progress.seen,
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
+            seconds=time.perf_counter() - self.epoch_started,
+            lr=self.optimizer.param_groups[0]["lr"],
+        )
+        self.history.append(stats)
+        self.progress = _Progress(epoch=progress.epoch + 1)
+        self.order_state = self.order_rng.get_state()
+        self.save()
+        return stats
+
+    def save(self) -> None:
+        last = self.history[-1] if self.history else None
+        metadata = {
+            "model": self.config.model,
+            "config": self.config.to_dict(),
+            "epoch": len(self.history),
+            "complete": len(self.history) == self.config.epochs,
+            "metrics": {"test_accuracy": last.test_accuracy, "test_loss": last.test_loss}
+            if last
+            else {},
+            "digitlab_version": digitlab.__version__,
+            "torch_version": torch.__version__,
+            "data_checksum": DATA_CHECKSUM,
+        }
+        save_model(self.paths.model, self.model, metadata)
+        save_training_state(
+            self.paths.train_state,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "progress": asdict(self.progress),
+                "history": [asdict(h) for h in self.history],
+                "rng": torch.get_rng_state(),
+                "order_rng": self.order_state,
+            },
+        )
+        write_json(self.paths.history, [asdict(h) for h in self.history])
+
+    def restore(self) -> None:
+        state = load_training_state(self.paths.train_state)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            self.order_rng.set_state(state["order_rng"])
+            self.progress = _Progress(**state["progress"])
+            self.history = [EpochStats(**h) for h in state["history"]]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{self.paths.train_state} does not match this run: {err}"
+            ) from err
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The config a run was started with, for `--resume`."""
+    return TrainConfig.from_dict(read_json(RunPaths(run_dir).config))
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
+
+
+def _make_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+        )
+    return None
+
+
+def _epoch_order(n: int, shuffle: bool, generator: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+
+
+@contextmanager
+def _stop_requested_on_sigint() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C into a flag the loop checks after each step (so the optimizer
+    never stops half-way); a second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,180 @@
+"""Training: reproducibility, bitwise resume after Ctrl-C, the seed recipe, failure modes."""
+
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.checkpoint import read_model_file
+from digitlab.config import make_config
+from digitlab.errors import CheckpointError
+from digitlab.runs import RunPaths
+from digitlab.train import NonFiniteLossError, TrainingInterrupted, fit, load_run_config
+
+# Small enough to train in about a second, large enough to span several batches per epoch.
+QUICK = {"subset": 1200, "batch_size": 100, "epochs": 2, "threads": 2}
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def without_times(history: list) -> list[dict]:
+    return [{k: v for k, v in asdict(h).items() if k != "seconds"} for h in history]
+
+
+def test_same_seed_gives_identical_weights(mnist, tmp_path):
+    config = make_config("default", **QUICK)
+    first = fit(config, mnist, tmp_path / "a")
+    second = fit(config, mnist, tmp_path / "b")
+    assert_same_weights(weights(first.model), weights(second.model))
+    other = fit(make_config("default", **QUICK | {"seed": 1}), mnist, tmp_path / "c")
+    assert not torch.equal(other.model.fc1.weight, first.model.fc1.weight)
+
+
+def test_history_measures_the_whole_epoch(mnist, tmp_path):
+    result = fit(make_config("default", **QUICK), mnist, tmp_path)
+    assert [h.epoch for h in result.history] == [1, 2]
+    first, second = result.history
+    # The notebook's training accuracy was always 0 and its loss a single batch.
+    assert 0.1 < first.train_accuracy < second.train_accuracy <= 1
+    assert first.train_loss > second.train_loss > 0
+    assert 0.1 < first.test_accuracy < second.test_accuracy <= 1
+
+
+def interrupt_at(epoch: int, step: int):
+    """An on_step callback that sends this process a real SIGINT (Ctrl-C) at (epoch, step)."""
+
+    def on_step(progress):
+        if (progress.epoch, progress.step) == (epoch, step):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_step
+
+
+@pytest.mark.parametrize("recipe", ["default", "seed"])
+def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, recipe):
+    config = make_config(recipe, **QUICK)
+    uninterrupted = fit(config, mnist, tmp_path / "whole")
+
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        fit(config, mnist, run_dir, on_step=interrupt_at(epoch=2, step=5))
+    assert read_model_file(RunPaths(run_dir).model)[1]["complete"] is False
+    assert load_run_config(run_dir) == config
+
+    resumed = fit(config, mnist, run_dir, resume=True)
+    assert_same_weights(weights(uninterrupted.model), weights(resumed.model))
+    assert without_times(resumed.history) == without_times(uninterrupted.history)
+    saved, metadata = read_model_file(RunPaths(run_dir).model)
+    assert_same_weights(saved, weights(uninterrupted.model))
+    assert metadata["complete"] is True
+
+
+class NotebookNetwork(nn.Module):
+    """The seed notebook's class, verbatim apart from names."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, 1)
+        self.conv2 = nn.Conv2d(6, 16, 3, 1)
+        self.fc1 = nn.Linear(5 * 5 * 16, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, X):
+        X = F.relu(self.conv1(X))
+        X = F.max_pool2d(X, 2, 2)
+        X = F.relu(self.conv2(X))
+        X = F.max_pool2d(X, 2, 2)
+        X = X.view(-1, 16 * 5 * 5)
+        X = F.relu(self.fc1(X))
+        X = F.relu(self.fc2(X))
+        X = self.fc3(X)
+        return F.log_softmax(X, dim=1)
+
+
+def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
+    """The notebook's training loop (DataLoader of ToTensor images, batch 10, no shuffle)
+    and the `seed` recipe take exactly the same optimizer steps."""
+    images = mnist.train_images[:500]
+    labels = mnist.train_labels[:500]
+    dataset = torch.utils.data.TensorDataset(images.unsqueeze(1).float().div(255), labels)
+
+    torch.manual_seed(41)
+    model = NotebookNetwork()
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for X_train, y_train in torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=False):
+        y_pred = model(X_train)
+        loss = criterion(y_pred, y_train)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    result = fit(make_config("seed", subset=500, epochs=1), mnist, tmp_path)
+    assert_same_weights(weights(model), weights(result.model))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
+    def poison(stats):  # after epoch 1 is saved, make the next forward pass produce NaN
+        with torch.no_grad():
+            result_model.fc3.bias.fill_(float("nan"))
+
+    config = make_config("default", **QUICK)
+    result_model = None
+
+    from digitlab import train
+
+    original_start = train._Training.start
+
+    def start(*args, **kwargs):
+        nonlocal result_model
+        run = original_start(*args, **kwargs)
+        result_model = run.model
+        return run
+
+    train._Training.start = start  # type: ignore[method-assign]
+    try:
+        with pytest.raises(NonFiniteLossError, match="epoch 2, step 1.*last good checkpoint"):
+            fit(config, mnist, tmp_path, on_epoch=poison)
+    finally:
+        train._Training.start = original_start  # type: ignore[method-assign]
+    tensors, metadata = read_model_file(RunPaths(tmp_path).model)
+    assert metadata["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_refuses_a_malicious_pickle(mnist, tmp_path):
+    config = make_config("default", **QUICK | {"epochs": 1})
+    fit(config, mnist, tmp_path)
+    marker = tmp_path / "code-was-executed"
+    torch.save({"model": _Exploit(marker)}, RunPaths(tmp_path).train_state)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        fit(config, mnist, tmp_path, resume=True)
+    assert not marker.exists()
+
+
+def test_checkpoints_are_written_atomically(mnist, tmp_path):
+    fit(make_config("default", **QUICK | {"epochs": 1}), mnist, tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["config.json", "history.json", "model.safetensors", "train_state.pt"]

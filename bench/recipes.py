@@ -1,0 +1,149 @@
+"""Benchmark the training recipes on real MNIST and print a markdown table.
+
+    DIGITLAB_DATA=../shared/data/mnist .venv/bin/python bench/recipes.py
+    .venv/bin/python bench/recipes.py --recipes default fast --repeats 3
+
+Each recipe runs in a fresh process, so its wall time includes starting Python, importing torch
+and loading the data, and its peak RSS is its own. A second table times the seed notebook's data
+path (a DataLoader over per-sample PIL → ToTensor conversion, batch 10) against digitlab's
+in-memory batches, training the same network with the same math.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def run_recipe(recipe: str, seed: int | None) -> dict:
+    """Train one recipe in a child process; wall time is measured from outside."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, __file__, "--child", recipe, "--out", out]
+        if seed is not None:
+            command += ["--seed", str(seed)]
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{recipe} failed:\n{result.stderr}")
+    return json.loads(result.stdout.splitlines()[-1]) | {"process_wall_seconds": wall}
+
+
+def child(recipe: str, out: str, seed: int | None) -> None:
+    from digitlab.config import make_config
+    from digitlab.data import load_mnist
+    from digitlab.train import fit
+
+    started = time.perf_counter()
+    mnist = load_mnist()
+    result = fit(make_config(recipe, seed=seed), mnist, Path(out))
+    summary = result.to_dict() | {
+        "train_seconds": sum(h.seconds for h in result.history),
+        "in_process_seconds": time.perf_counter() - started,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(summary))
+
+
+def recipe_table(recipes: list[str], repeats: int) -> str:
+    rows = [
+        "| recipe | epochs | wall s (process) | s / epoch | test accuracy | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for recipe in recipes:
+        runs = [run_recipe(recipe, seed if repeats > 1 else None) for seed in range(repeats)]
+        wall = statistics.median(r["process_wall_seconds"] for r in runs)
+        per_epoch = statistics.median(r["train_seconds"] / r["epochs"] for r in runs)
+        accuracies = ", ".join(f"{r['test_accuracy']:.2%}" for r in runs)
+        rss = max(r["peak_rss_mib"] for r in runs)
+        rows.append(
+            f"| {recipe} | {runs[0]['epochs']} | {wall:.1f} | {per_epoch:.1f} | {accuracies} "
+            f"| {rss:.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def notebook_data_path_table(epochs: int) -> str:
+    """Train lenet as the notebook did, feeding it two ways; same seed, same math."""
+    import numpy as np
+    from PIL import Image
+
+    from digitlab.data import iterate_batches, load_mnist
+    from digitlab.models import create_model
+
+    mnist = load_mnist()
+
+    class PerSampleDataset(torch.utils.data.Dataset):
+        """What torchvision's MNIST + ToTensor does per sample: uint8 → PIL → float tensor."""
+
+        def __len__(self) -> int:
+            return len(mnist.train_images)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            image = Image.fromarray(mnist.train_images[i].numpy(), mode="L")
+            pixels = torch.from_numpy(np.array(image)).float().div(255).unsqueeze(0)
+            return pixels, int(mnist.train_labels[i])
+
+    def notebook_batches():
+        return torch.utils.data.DataLoader(PerSampleDataset(), batch_size=10, shuffle=False)
+
+    def in_memory_batches():
+        return iterate_batches(mnist.train_images, mnist.train_labels, 10)
+
+    rows = [
+        f"| data path ({epochs} epochs, lenet, batch 10, Adam 0.02) | seconds | final weights |",
+        "| --- | ---: | --- |",
+    ]
+    reference = None
+    for name, batches in (
+        ("notebook: DataLoader + per-sample ToTensor", notebook_batches),
+        ("digitlab: in-memory uint8, per-batch float", in_memory_batches),
+    ):
+        torch.manual_seed(41)
+        model = create_model("lenet")
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+        started = time.perf_counter()
+        for _ in range(epochs):
+            for x, y in batches():
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        seconds = time.perf_counter() - started
+        weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+        same = "reference" if reference is None else f"identical: {torch.equal(weights, reference)}"
+        reference = weights if reference is None else reference
+        rows.append(f"| {name} | {seconds:.1f} | {same} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["seed", "default"])
+    parser.add_argument("--repeats", type=int, default=1, help="seeds per recipe (median time)")
+    parser.add_argument("--notebook-epochs", type=int, default=5, help="0 skips that table")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.out, args.seed)
+
+    cpu = platform.processor() or platform.machine()
+    print(f"Machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print(recipe_table(args.recipes, args.repeats))
+    if args.notebook_epochs:
+        print()
+        print(notebook_data_path_table(args.notebook_epochs))
+
+
+if __name__ == "__main__":
+    main()

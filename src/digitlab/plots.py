@@ -1,0 +1,195 @@
+"""PNG pictures of a run: learning curves, the confusion matrix, and grids of digits.
+
+Figures are built with `matplotlib.figure.Figure` directly, never with `pyplot`: no global
+figure registry (so nothing to close and nothing leaks), no GUI backend, and safe to call from
+threads such as the web server's. Saving a bare `Figure` renders with Agg, so this works
+headless whatever `MPLBACKEND` says. matplotlib is imported only here, so `import digitlab`
+stays light.
+
+Every file is written to a temporary path and renamed into place, and the PNGs carry no
+matplotlib version stamp, so the same inputs give the same bytes.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from digitlab.checkpoint import atomic_path
+
+DPI = 100  # 1 inch = 100 pixels; keeps the PNGs small (tens of kB)
+CELL_INCHES = 0.9  # width of one digit (with its title) in a grid
+INK = "gray_r"  # digits drawn as dark ink on white paper, which reads better in a report
+MISTAKE_COLOR = "#c62828"  # titles of wrongly predicted digits
+TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
+MAX_LABELLED_EPOCHS = 20  # up to this many epochs, every one gets a tick
+
+
+def plot_curves(history: Sequence[Mapping[str, float]], out_dir: Path) -> list[Path]:
+    """`loss.png` and `accuracy.png`: train and test per epoch, from history.json's entries."""
+    if not history:
+        raise ValueError("no epochs to plot: the history is empty")
+    epochs = [int(entry["epoch"]) for entry in history]
+    series = {
+        # key: (title, y label, scale, how to print the last value); history holds fractions
+        "loss": ("Loss per epoch", "cross-entropy loss", 1.0, "{:.4f}"),
+        "accuracy": ("Accuracy per epoch", "accuracy (%)", 100.0, "{:.2f}%"),
+    }
+    paths = []
+    for key, (title, ylabel, scale, last_format) in series.items():
+        figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+        axes = figure.add_subplot()
+        for split, color in (("train", TRAIN_COLOR), ("test", TEST_COLOR)):
+            values = [entry[f"{split}_{key}"] * scale for entry in history]
+            # The legend carries the final value, so the picture answers "how good?" alone.
+            label = f"{split} (last: {last_format.format(values[-1])})"
+            axes.plot(epochs, values, marker="o", color=color, label=label)
+        _style_curve_axes(axes, title, ylabel, epochs)
+        paths.append(_save(figure, out_dir / f"{key}.png"))
+    return paths
+
+
+def _style_curve_axes(axes: Axes, title: str, ylabel: str, epochs: Sequence[int]) -> None:
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    if len(epochs) <= MAX_LABELLED_EPOCHS:
+        axes.set_xticks(epochs)  # exactly the epochs there are: no "epoch 0" or "1.5"
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    axes.grid(alpha=0.3)
+    axes.legend()
+
+
+def plot_confusion_matrix(matrix: torch.Tensor, path: Path) -> Path:
+    """A heatmap of counts, true digits as rows and predictions as columns, counts in cells.
+
+    Right answers (the diagonal) are shaded blue and mistakes red, each on its own scale:
+    on one shared scale the ~1000 per diagonal cell would wash the few mistakes out to white.
+    """
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {tuple(matrix.shape)}")
+    counts = matrix.detach().cpu().long().numpy()
+    size = counts.shape[0]
+    on_diagonal = np.eye(size, dtype=bool)
+    figure = Figure(figsize=(6.0, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    norms = {}
+    # Empty cells stay white; the scales start below zero so that even a count of 1 is tinted.
+    for cmap, mask in (("Blues", ~on_diagonal), ("Reds", on_diagonal)):
+        cells = np.ma.masked_array(counts, mask=mask | (counts == 0))
+        top = max(int(cells.max() or 0), 1)
+        norm = Normalize(vmin=-top / 4, vmax=top)
+        axes.imshow(cells, cmap=cmap, norm=norm)
+        norms[cmap] = norm
+    for true, predicted in np.ndindex(size, size):
+        norm = norms["Blues" if true == predicted else "Reds"]
+        _annotate_cell(axes, true, predicted, int(counts[true, predicted]), norm)
+    wrong = int(counts[~on_diagonal].sum())
+    axes.set_title(f"Confusion matrix: {wrong:,} of {int(counts.sum()):,} digits wrong")
+    axes.set_xlabel("predicted digit")
+    axes.set_ylabel("true digit")
+    axes.set_xticks(range(size))
+    axes.set_yticks(range(size))
+    axes.tick_params(length=0)
+    return _save(figure, path)
+
+
+def _annotate_cell(axes: Axes, row: int, column: int, count: int, norm: Normalize) -> None:
+    if count == 0:  # zeros as faint dots, so the real mistakes stand out
+        axes.text(column, row, "·", ha="center", va="center", color="#bbbbbb")
+        return
+    dark = float(norm(count)) > 0.55  # white text on dark cells
+    axes.text(
+        column,
+        row,
+        str(count),
+        ha="center",
+        va="center",
+        fontsize=9,
+        color="white" if dark else "black",
+    )
+
+
+def plot_digit_grid(
+    images: torch.Tensor,
+    titles: Sequence[str],
+    path: Path,
+    *,
+    columns: int = 10,
+    title: str | None = None,
+    title_colors: Sequence[str] | None = None,
+) -> Path:
+    """Digits (N, H, W) in a grid, `columns` wide, each with its own small title.
+
+    `title_colors` (one per digit, optional) lets callers mark e.g. wrong predictions in red.
+    An empty `images` gives a small picture saying there is nothing to show.
+    """
+    if len(titles) != len(images):
+        raise ValueError(f"{len(images)} images but {len(titles)} titles")
+    if title_colors is not None and len(title_colors) != len(images):
+        raise ValueError(f"{len(images)} images but {len(title_colors)} title colours")
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, not {columns}")
+    if len(images) == 0:
+        return _save(_empty_figure(title or "", "no digits to show"), path)
+    columns = min(columns, len(images))
+    rows = math.ceil(len(images) / columns)
+    heading = 0.35 if title else 0.0  # inches for the figure title
+    figure = Figure(figsize=(columns * CELL_INCHES, rows * (CELL_INCHES + 0.15) + heading))
+    if title:
+        figure.suptitle(title, fontsize=11)
+    # Fixed margins rather than constrained layout: many tiny axes lay out faster and evenly.
+    top = 1 - heading / figure.get_figheight()
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top - 0.01, hspace=0.35)
+    colors = title_colors or ["black"] * len(images)
+    for i, (image, text, color) in enumerate(zip(images, titles, colors, strict=True)):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        _draw_digit(axes, image)
+        axes.set_title(text, fontsize=8, color=color, pad=2)
+    return _save(figure, path)
+
+
+def plot_digit(image: torch.Tensor, title: str, path: Path) -> Path:
+    """One digit, large, with a title (what `predict --save` writes)."""
+    if image.dim() == 3 and image.shape[0] == 1:  # accept (1, H, W) as well as (H, W)
+        image = image[0]
+    if image.dim() != 2:
+        raise ValueError(f"expected one image (H, W), got shape {tuple(image.shape)}")
+    figure = Figure(figsize=(3.0, 3.3), layout="constrained")
+    axes = figure.add_subplot()
+    _draw_digit(axes, image)
+    axes.set_title(title, fontsize=12)
+    return _save(figure, path)
+
+
+def _draw_digit(axes: Axes, image: torch.Tensor) -> None:
+    pixels = image.detach().cpu()
+    # uint8 pixels span 0..255; float images (e.g. preprocessed) span 0..1.
+    vmax = 255 if pixels.dtype == torch.uint8 else 1.0
+    axes.imshow(pixels.float().numpy(), cmap=INK, vmin=0, vmax=vmax, interpolation="nearest")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for spine in axes.spines.values():
+        spine.set_color("#dddddd")
+
+
+def _empty_figure(title: str, message: str) -> Figure:
+    figure = Figure(figsize=(4.0, 1.2))
+    figure.text(0.5, 0.65, title, ha="center", va="center", fontsize=11)
+    figure.text(0.5, 0.3, message, ha="center", va="center", color="#666666")
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    """Write the PNG atomically; `Software: None` drops the version stamp for stable bytes."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    return path

@@ -1,0 +1,300 @@
+"""The per-run report: evaluate a run's model, write metrics.json, the plots and report.md.
+
+`write_run_report(run_dir, mnist)` does the file work; `render_markdown_report(...)` is a pure
+function from plain data (what the JSON files hold) to the Markdown text, so the text can be
+tested, or rebuilt, without a model or a run folder.
+
+The report opens with its measured result and how it was measured, like cifar10-airbench.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from digitlab.checkpoint import atomic_path, load_model, read_json, write_json
+from digitlab.data import MNIST
+from digitlab.evaluate import Evaluation, evaluate
+from digitlab.models import count_parameters
+from digitlab.runs import RunPaths
+
+GALLERY_SIZE = 40  # digits per gallery: four rows of ten, readable at a glance
+
+# The report's pictures by name: `write_run_plots` returns these keys, the report shows them.
+PLOT_CAPTIONS = {
+    "loss": "Loss per epoch",
+    "accuracy": "Accuracy per epoch",
+    "confusion_matrix": "Confusion matrix (rows: true digit, columns: prediction)",
+    "misclassified": f"The most confident mistakes (up to {GALLERY_SIZE})",
+    "samples": f"The first {GALLERY_SIZE} test digits and their predictions",
+}
+
+
+def write_run_report(
+    run_dir: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
+) -> Evaluation:
+    """Evaluate the run's checkpoint on the test set; write metrics.json, plots/ and report.md."""
+    paths = RunPaths(Path(run_dir))
+    model, metadata = load_model(paths.model, device)
+    evaluation = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+    metrics = {
+        **evaluation.to_dict(),
+        "run_dir": str(paths.root),
+        "model": metadata["model"],
+        "epoch": metadata.get("epoch"),
+    }
+    write_json(paths.metrics, metrics)
+
+    history = read_json(paths.history) if paths.history.is_file() else []
+    config = read_json(paths.config) if paths.config.is_file() else metadata.get("config", {})
+    plots = write_run_plots(paths.plots, evaluation, mnist.test_images, history)
+    text = render_markdown_report(
+        paths.root.resolve().name,
+        metrics,
+        history=history,
+        config=config,
+        metadata=metadata,
+        parameters=count_parameters(model),
+        plots={name: path.relative_to(paths.root).as_posix() for name, path in plots.items()},
+    )
+    with atomic_path(paths.report) as tmp:
+        tmp.write_text(text)
+    return evaluation
+
+
+def write_run_plots(
+    out_dir: Path,
+    evaluation: Evaluation,
+    test_images: torch.Tensor,
+    history: Sequence[Mapping[str, float]],
+) -> dict[str, Path]:
+    """Every picture of the report, by name (the keys of PLOT_CAPTIONS)."""
+    from digitlab import plots  # matplotlib is heavy: load it only when drawing
+
+    written: dict[str, Path] = {}
+    if history:
+        written["loss"], written["accuracy"] = plots.plot_curves(history, out_dir)
+    written["confusion_matrix"] = plots.plot_confusion_matrix(
+        evaluation.confusion_matrix, out_dir / "confusion_matrix.png"
+    )
+    mistakes = most_confident_mistakes(evaluation, GALLERY_SIZE)
+    written["misclassified"] = plots.plot_digit_grid(
+        test_images[mistakes],
+        [_prediction_title(evaluation, i) for i in mistakes],
+        out_dir / "misclassified.png",
+        title="Most confident mistakes: true→predicted (confidence)",
+        title_colors=[plots.MISTAKE_COLOR] * len(mistakes),
+    )
+    first = list(range(min(GALLERY_SIZE, len(test_images))))
+    written["samples"] = plots.plot_digit_grid(
+        test_images[first],
+        [_prediction_title(evaluation, i) for i in first],
+        out_dir / "samples.png",
+        title="First test digits: prediction (confidence); red = wrong, true→predicted",
+        title_colors=[_title_color(evaluation, i) for i in first],
+    )
+    return written
+
+
+def most_confident_mistakes(evaluation: Evaluation, limit: int) -> list[int]:
+    """Indices of wrongly predicted digits, most confident first (ties: lower index first)."""
+    wrong = torch.tensor(evaluation.misclassified, dtype=torch.long)
+    if len(wrong) == 0:
+        return []
+    order = torch.sort(evaluation.confidences[wrong], descending=True, stable=True).indices
+    return wrong[order[:limit]].tolist()
+
+
+def _prediction_title(evaluation: Evaluation, index: int) -> str:
+    """A gallery title: "7 (99%)" when right, "7→2 (91%)" (true→predicted) when wrong."""
+    true, predicted = int(evaluation.labels[index]), int(evaluation.predictions[index])
+    confidence = f"{float(evaluation.confidences[index]):.0%}"
+    answer = str(predicted) if true == predicted else f"{true}→{predicted}"
+    return f"{answer} ({confidence})"
+
+
+def _title_color(evaluation: Evaluation, index: int) -> str:
+    from digitlab.plots import MISTAKE_COLOR
+
+    right = bool(evaluation.labels[index] == evaluation.predictions[index])
+    return "black" if right else MISTAKE_COLOR
+
+
+# ---------------------------------------------------------------------------------------------
+# The Markdown text
+
+
+def render_markdown_report(
+    run_name: str,
+    metrics: Mapping[str, Any],
+    *,
+    history: Sequence[Mapping[str, float]] = (),
+    config: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    parameters: int | None = None,
+    plots: Mapping[str, str] | None = None,
+) -> str:
+    """The report as Markdown, from plain data.
+
+    `metrics` is what metrics.json holds (`accuracy`, `loss`, `per_class`, and optionally
+    `confusion_matrix` and `misclassified`); `history` the entries of history.json; `config`
+    config.json; `metadata` the checkpoint's metadata; `plots` maps plot names (the keys of
+    PLOT_CAPTIONS) to links relative to the report. Each plot is shown in its section; absent
+    data leaves out its section rather than showing an empty one.
+    """
+    metadata, plots = metadata or {}, plots or {}
+    sections = [
+        f"# Run `{run_name}`",
+        _summary(metrics, history, metadata),
+        _history_section(history, plots),
+        _per_class_section(metrics, plots),
+        _images("Mistakes", ["misclassified", "samples"], plots),
+        _config_section(config or {}),
+        _metadata_section(metadata, parameters),
+        _images("More plots", [name for name in plots if name not in PLOT_CAPTIONS], plots),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _images(heading: str | None, names: Sequence[str], plots: Mapping[str, str]) -> str:
+    """The named plots that exist, each with its caption; "" if none does."""
+    shown = [
+        f"![{PLOT_CAPTIONS.get(name, name)}]({plots[name]})\n*{PLOT_CAPTIONS.get(name, name)}*"
+        for name in names
+        if name in plots
+    ]
+    if not shown:
+        return ""
+    body = "\n\n".join(shown)
+    return f"## {heading}\n\n{body}" if heading else body
+
+
+def _summary(
+    metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]], metadata: Mapping[str, Any]
+) -> str:
+    total = _test_count(metrics)
+    wrong = metrics.get("misclassified")
+    accuracy = f"**{_percent(metrics['accuracy'])} test accuracy**"
+    if wrong is not None and total:
+        accuracy += f" ({len(wrong):,} of {total:,} wrong)"
+    parts = [accuracy, f"test loss {metrics['loss']:.4f}"]
+    if history:
+        wall = sum(entry["seconds"] for entry in history)
+        epochs = len(history)
+        parts.append(
+            f"{epochs} epoch{'s' if epochs != 1 else ''} in {wall:.1f} s "
+            f"({wall / epochs:.1f} s per epoch)"
+        )
+    line = ", ".join(parts) + "."
+    epoch = metadata.get("epoch")
+    checkpoint = f"the checkpoint of epoch {epoch}" if epoch is not None else "the checkpoint"
+    how = (
+        f"Measured on the {total:,} MNIST test images, which training never sees, with "
+        f"{checkpoint} in this folder (`model.safetensors`)."
+        if total
+        else f"Measured on the MNIST test images with {checkpoint} in this folder."
+    )
+    return f"{line}\n\n{how}"
+
+
+def _test_count(metrics: Mapping[str, Any]) -> int:
+    per_class = metrics.get("per_class") or []
+    return sum(int(row["support"]) for row in per_class)
+
+
+def _history_section(history: Sequence[Mapping[str, float]], plots: Mapping[str, str]) -> str:
+    curves = _images(None, ["loss", "accuracy"], plots)
+    if not history and not curves:
+        return ""
+    header = ["epoch", "train loss", "train acc %", "test loss", "test acc %", "seconds", "lr"]
+    rows = [
+        [
+            str(int(entry["epoch"])),
+            f"{entry['train_loss']:.4f}",
+            f"{entry['train_accuracy'] * 100:.2f}",
+            f"{entry['test_loss']:.4f}",
+            f"{entry['test_accuracy'] * 100:.2f}",
+            f"{entry['seconds']:.1f}",
+            f"{entry['lr']:.3g}",
+        ]
+        for entry in history
+    ]
+    parts = ["## Training, epoch by epoch", _table(header, rows) if rows else "", curves]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _per_class_section(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    per_class = metrics.get("per_class") or []
+    matrix_image = _images(None, ["confusion_matrix"], plots)
+    if not per_class:
+        return f"## Test set\n\n{matrix_image}" if matrix_image else ""
+    matrix = metrics.get("confusion_matrix")
+    header = ["digit", "precision %", "recall %", "F1 %", "support"]
+    if matrix is not None:
+        header.append("most often mistaken for")
+    rows = []
+    for row in per_class:
+        cells = [
+            str(row["digit"]),
+            f"{row['precision'] * 100:.2f}",
+            f"{row['recall'] * 100:.2f}",
+            f"{row['f1'] * 100:.2f}",
+            f"{int(row['support']):,}",
+        ]
+        if matrix is not None:
+            cells.append(_most_confused(matrix, int(row["digit"])))
+        rows.append(cells)
+    parts = ["## Test set, digit by digit", _table(header, rows), matrix_image]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _most_confused(matrix: Sequence[Sequence[int]], digit: int) -> str:
+    """The prediction a true `digit` most often wrongly gets, e.g. "9 (12×)", or "—"."""
+    mistakes = [(count, other) for other, count in enumerate(matrix[digit]) if other != digit]
+    count, other = max(mistakes, key=lambda pair: pair[0])  # first digit wins a tie
+    return f"{other} ({count}×)" if count else "—"
+
+
+def _config_section(config: Mapping[str, Any]) -> str:
+    if not config:
+        return ""
+    rows = [[f"`{key}`", _value(value)] for key, value in config.items()]
+    return "## Config\n\n" + _table(["setting", "value"], rows, numbers=False)
+
+
+def _metadata_section(metadata: Mapping[str, Any], parameters: int | None) -> str:
+    epoch = metadata.get("epoch")
+    if epoch is not None and "complete" in metadata:
+        epoch = f"{epoch} ({'complete' if metadata['complete'] else 'training unfinished'})"
+    entries = [
+        ("model", _value(metadata.get("model"))),
+        ("parameters", f"{parameters:,}" if parameters is not None else "—"),
+        ("checkpoint epoch", "—" if epoch is None else str(epoch)),
+        ("digitlab version", _value(metadata.get("digitlab_version"))),
+        ("torch version", _value(metadata.get("torch_version"))),
+        ("data checksum", _value(metadata.get("data_checksum"))),
+    ]
+    return "## Metadata\n\n" + _table(
+        ["", "value"], [list(entry) for entry in entries], numbers=False
+    )
+
+
+def _value(value: Any) -> str:
+    """A table cell: strings as code, missing values as a dash, the rest as JSON."""
+    if value is None:
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.2f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numbers: bool = True) -> str:
+    """A Markdown table; with `numbers`, all but the first column are right-aligned."""
+    align = [":--"] + [("--:" if numbers else ":--")] * (len(header) - 1)
+    lines = [header, align, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

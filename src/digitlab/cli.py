@@ -1,0 +1,422 @@
+"""The `digitlab` command: parse flags, call the workflows, print the results.
+
+This is the only module that reads arguments, prints or exits. Every error a user can cause
+arrives here as a `DigitlabError` and leaves as one line on stderr with a non-zero exit code.
+
+    digitlab data download           # fetch MNIST (or set DIGITLAB_DATA to a folder that has it)
+    digitlab train --recipe default  # train, evaluate, write runs/<recipe>-<time>/
+    digitlab evaluate runs/default-20261129-101500
+    digitlab predict --index 100     # with the newest run
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from digitlab import __version__
+from digitlab.errors import DigitlabError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr rather than the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+    return value
+
+
+_positive_int.__name__ = "positive integer"  # argparse names the type in its messages
+_positive_float.__name__ = "positive number"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except DigitlabError as err:
+        from digitlab.train import TrainingInterrupted
+
+        print(f"digitlab: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED if isinstance(err, TrainingInterrupted) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("digitlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="digitlab",
+        description="Train, evaluate and use handwritten-digit recognizers (MNIST).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    for add_command in (
+        _add_data,
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_models,
+        _add_recipes,
+    ):
+        add_command(commands)
+    return parser
+
+
+def _command(
+    commands: Any, name: str, handler: Callable[[argparse.Namespace], int | None], help: str
+) -> argparse.ArgumentParser:
+    sub = commands.add_parser(
+        name,
+        help=help,
+        description=help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder with the MNIST files (default: $DIGITLAB_DATA, else ~/.cache/digitlab/mnist)",
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def _add_data(commands: Any) -> None:
+    data = _command(commands, "data", _run_data, "download, verify or describe the MNIST files")
+    data.add_argument("action", choices=["download", "verify", "info"])
+    _add_data_dir(data)
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from digitlab import data
+
+    root = data.resolve_data_dir(args.data_dir)
+    if args.action == "download":
+        fetched = data.download_mnist(root, on_progress=_download_bar())
+        print(
+            f"downloaded {len(fetched)} file(s) to {root}" if fetched else f"all present in {root}"
+        )
+    statuses = data.verify_mnist(root)
+    for status in statuses:
+        where = status.path or "missing"
+        print(
+            f"{status.spec.name:26} {'ok' if status.problem is None else status.problem}  ({where})"
+        )
+    if args.action == "info" and all(s.problem is None for s in statuses):
+        mnist = data.load_mnist(root)
+        for split, labels in (("train", mnist.train_labels), ("test", mnist.test_labels)):
+            counts = " ".join(f"{d}:{n}" for d, n in enumerate(data.class_counts(labels)))
+            print(f"{split:5} {len(labels):6} images  {counts}")
+    return 0 if all(s.problem is None for s in statuses) else EXIT_ERROR
+
+
+def _download_bar() -> Callable[[str, int, int | None], None]:
+    """An `on_progress` callback that draws one tqdm bar per file."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(name: str, done: int, total: int | None) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, desc=name, unit="B", unit_scale=True, leave=True)
+        bar.update(done - bar.n)
+        if total is not None and done >= total:
+            bar.close()
+
+    return update
+
+
+# --------------------------------------------------------------------------------------- train
+
+
+def _add_train(commands: Any) -> None:
+    from digitlab.config import OPTIMIZERS, RECIPES, SCHEDULES
+
+    train = _command(
+        commands, "train", _run_train, "train a model, evaluate it and write a run folder"
+    )
+    train.add_argument(
+        "--recipe", default="default", choices=list(RECIPES), help="named set of settings"
+    )
+    overrides = train.add_argument_group("recipe overrides (default: the recipe's value)")
+    overrides.add_argument("--model", help="network from the registry (see `digitlab models`)")
+    overrides.add_argument("--epochs", type=_positive_int)
+    overrides.add_argument("--batch-size", type=_positive_int)
+    overrides.add_argument("--lr", type=_positive_float, help="(peak) learning rate")
+    overrides.add_argument("--optimizer", choices=OPTIMIZERS)
+    overrides.add_argument("--schedule", choices=SCHEDULES)
+    overrides.add_argument("--weight-decay", type=float)
+    overrides.add_argument("--label-smoothing", type=float)
+    overrides.add_argument("--seed", type=int)
+    overrides.add_argument("--subset", type=_positive_int, help="train on the first N images only")
+    overrides.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    overrides.add_argument("--device", help="auto, cpu or cuda[:N]")
+    train.add_argument("--out", type=Path, help="run folder (default: runs/<recipe>-<timestamp>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
+    _add_json(train, "the final result")
+    _add_data_dir(train)
+
+
+_OVERRIDES = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "schedule",
+    "weight_decay",
+    "label_smoothing",
+    "seed",
+    "subset",
+    "threads",
+    "device",
+)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from digitlab.config import make_config
+    from digitlab.data import load_mnist
+    from digitlab.errors import ConfigError
+    from digitlab.report import write_run_report
+    from digitlab.runs import new_run_dir
+    from digitlab.train import fit, load_run_config
+
+    overrides = {name: getattr(args, name) for name in _OVERRIDES}
+    if args.resume is not None:
+        if any(v is not None for v in overrides.values()) or args.out is not None:
+            raise ConfigError(
+                "--resume continues a run with its saved settings; drop the other flags"
+            )
+        config, run_dir = load_run_config(args.resume), args.resume
+    else:
+        config = make_config(args.recipe, **overrides)
+        run_dir = args.out or new_run_dir(config.recipe)
+    verbose = not (args.quiet or args.json)
+    mnist = load_mnist(
+        args.data_dir, download=True, on_progress=_download_bar() if verbose else None
+    )
+    if verbose:
+        print(f"training {config.model} with recipe {config.recipe!r} → {run_dir}")
+    with _TrainingDisplay(enabled=verbose) as display:
+        result = fit(config, mnist, run_dir, resume=args.resume is not None, **display.callbacks())
+    evaluation = write_run_report(run_dir, mnist)
+    summary = result.to_dict() | {
+        "test_accuracy": evaluation.accuracy,
+        "test_loss": evaluation.loss,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet:
+        print(
+            f"test accuracy {evaluation.accuracy:.2%} after {summary['epochs']} epochs in "
+            f"{summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
+        )
+    return 0
+
+
+class _TrainingDisplay:
+    """A tqdm bar with the live loss, and one table row per epoch."""
+
+    HEADER = "epoch  train loss  train acc  test loss  test acc  seconds"
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> "_TrainingDisplay":
+        if self.enabled:
+            print(self.HEADER)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def callbacks(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {}
+        return {"on_step": self.on_step, "on_epoch": self.on_epoch}
+
+    def on_step(self, progress: Any) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=progress.steps, leave=False, unit="step", dynamic_ncols=True)
+        self.bar.set_description(f"epoch {progress.epoch}", refresh=False)
+        self.bar.update(progress.step - self.bar.n)
+        if progress.step % 20 == 0 or progress.step == progress.steps:
+            self.bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
+
+    def on_epoch(self, stats: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(
+            f"{stats.epoch:5d}  {stats.train_loss:10.4f}  {stats.train_accuracy:9.2%}  "
+            f"{stats.test_loss:9.4f}  {stats.test_accuracy:8.2%}  {stats.seconds:7.1f}"
+        )
+
+
+# ------------------------------------------------------------------------------------ evaluate
+
+
+def _add_evaluate(commands: Any) -> None:
+    evaluate = _command(
+        commands, "evaluate", _run_evaluate, "score a trained model on the MNIST test set"
+    )
+    evaluate.add_argument("checkpoint", type=Path, metavar="RUN_DIR|CHECKPOINT")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_json(evaluate, "accuracy, loss, per-class metrics, confusion matrix, misclassified")
+    _add_data_dir(evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from digitlab.checkpoint import load_model
+    from digitlab.data import load_mnist
+    from digitlab.device import select_device
+    from digitlab.evaluate import evaluate
+    from digitlab.report import write_run_report
+    from digitlab.runs import resolve_checkpoint
+
+    path = resolve_checkpoint(args.checkpoint)
+    mnist = load_mnist(args.data_dir)
+    device = select_device(args.device)
+    if args.checkpoint.is_dir():  # a run folder: refresh its metrics, plots and report too
+        result = write_run_report(args.checkpoint, mnist, device=device)
+    else:
+        model, _ = load_model(path, device)
+        result = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"accuracy {result.accuracy:.2%}  loss {result.loss:.4f}  ({path})")
+    print("digit  precision  recall     f1  support")
+    for row in result.per_class():
+        print(
+            f"{row['digit']:5}  {row['precision']:9.2%}  {row['recall']:6.2%}  "
+            f"{row['f1']:5.2%}  {row['support']:7}"
+        )
+    shown = result.misclassified[:20]
+    more = len(result.misclassified) - len(shown)
+    print(
+        f"misclassified ({len(result.misclassified)}): {shown}"
+        + (f" … and {more} more" if more else "")
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------- predict
+
+
+def _add_predict(commands: Any) -> None:
+    predict = _command(
+        commands, "predict", _run_predict, "predict the digit of an MNIST test image"
+    )
+    predict.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    predict.add_argument("--index", type=int, required=True, help="index into the MNIST test set")
+    predict.add_argument("--save", type=Path, metavar="PNG", help="also write the digit as a PNG")
+    predict.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_json(predict, "the prediction")
+    _add_data_dir(predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from digitlab.data import load_mnist, to_float
+    from digitlab.errors import ConfigError
+    from digitlab.predict import Predictor
+    from digitlab.runs import resolve_checkpoint
+
+    predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device)
+    mnist = load_mnist(args.data_dir)
+    count = len(mnist.test_images)
+    if not 0 <= args.index < count:
+        raise ConfigError(f"--index must be between 0 and {count - 1}, not {args.index}")
+    image, label = mnist.test_images[args.index], int(mnist.test_labels[args.index])
+    prediction = predictor.predict_tensor(to_float(image[None]))[0]
+    if args.save is not None:
+        from digitlab.plots import plot_digit
+
+        plot_digit(
+            image, f"test #{args.index}: predicted {prediction.digit}, true {label}", args.save
+        )
+    if args.json:
+        print(json.dumps({"index": args.index, "label": label} | prediction.to_dict()))
+        return 0
+    print(draw_digit(image))
+    top3 = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top3)
+    print(f"test image {args.index}: predicted {prediction.digit} ", end="")
+    print(f"({prediction.probability:.1%}); true {label}")
+    print(f"top 3: {top3}")
+    return 0
+
+
+def draw_digit(image: Any) -> str:
+    """A 28×28 uint8 digit as text, two characters per pixel, darker glyphs for brighter ink."""
+    shades = " .:-=+*#%@"
+    rows = []
+    for row in image.tolist():
+        rows.append("".join(shades[value * (len(shades) - 1) // 255] * 2 for value in row))
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------ models/recipes
+
+
+def _add_models(commands: Any) -> None:
+    _command(commands, "models", _run_models, "list the models in the registry")
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from digitlab.models import count_parameters, create_model, list_models
+
+    for name in list_models():
+        model = create_model(name)
+        summary = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        print(f"{name:12} {count_parameters(model):>10,} parameters  {summary}")
+    return 0
+
+
+def _add_recipes(commands: Any) -> None:
+    _command(commands, "recipes", _run_recipes, "list the training recipes")
+
+
+def _run_recipes(args: argparse.Namespace) -> int:
+    from digitlab.config import RECIPE_NOTES, RECIPES
+
+    for name, config in RECIPES.items():
+        print(f"{name:10} {config.model:12} {config.epochs:3} epochs  {RECIPE_NOTES[name]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

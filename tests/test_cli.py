@@ -1,0 +1,157 @@
+"""The `digitlab` command end to end: real MNIST, real runs, and every user error as one line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digitlab.cli import main
+from digitlab.runs import RunPaths
+
+QUICK_TRAIN = ["--subset", "3000", "--epochs", "1", "--batch-size", "100", "--threads", "2"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
+    """One short real training run shared by the tests that need a checkpoint."""
+    run_dir = tmp_path_factory.mktemp("runs") / "quick"
+    argv = ["train", *QUICK_TRAIN, "--out", str(run_dir), "--json", "--data-dir", str(mnist_dir)]
+    assert main(argv) == 0
+    return run_dir, json.loads(RunPaths(run_dir).metrics.read_text())
+
+
+def test_train_json_and_run_folder(tmp_path, mnist_dir, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", *QUICK_TRAIN, "--out", run_dir, "--json", "--data-dir", mnist_dir
+    )
+    assert code == 0
+    summary = json.loads(out)  # one JSON object and nothing else on stdout
+    assert {"test_accuracy", "test_loss", "epochs", "wall_seconds", "run_dir"} <= summary.keys()
+    assert 0.5 < summary["test_accuracy"] < 1 and summary["epochs"] == 1
+    assert summary["run_dir"] == str(run_dir)
+    paths = RunPaths(run_dir)
+    for path in (paths.model, paths.config, paths.history, paths.metrics, paths.report):
+        assert path.is_file(), path
+    assert {p.name for p in paths.plots.iterdir()} >= {"loss.png", "accuracy.png"}
+    assert json.loads(paths.metrics.read_text())["accuracy"] == summary["test_accuracy"]
+
+
+def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
+    argv = ["train", *QUICK_TRAIN, "--epochs", "2", "--out", tmp_path, "--data-dir", mnist_dir]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    rows = [line.split() for line in lines[header + 1 : header + 3]]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert "report" in lines[-1]
+
+
+def test_evaluate_json(trained_run, mnist_dir, capsys):
+    run_dir, metrics = trained_run
+    code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
+    assert code == 0
+    result = json.loads(out)
+    assert {"accuracy", "loss", "confusion_matrix", "per_class", "misclassified"} <= result.keys()
+    assert result["accuracy"] == metrics["accuracy"]
+    assert len(result["misclassified"]) == round((1 - result["accuracy"]) * 10000)
+    code, out, _ = run_cli(capsys, "evaluate", RunPaths(run_dir).model, "--data-dir", mnist_dir)
+    assert code == 0 and f"{metrics['accuracy']:.2%}" in out
+
+
+def test_predict_index(trained_run, mnist_dir, tmp_path, capsys):
+    run_dir, _ = trained_run
+    png = tmp_path / "digit.png"
+    argv = ["predict", "--checkpoint", run_dir, "--index", "100", "--data-dir", mnist_dir]
+    code, out, _ = run_cli(capsys, *argv, "--json", "--save", png)
+    assert code == 0
+    prediction = json.loads(out)
+    assert prediction["label"] == 6 and prediction["digit"] == 6
+    assert len(prediction["top3"]) == 3 and prediction["top3"][0]["digit"] == 6
+    assert png.stat().st_size > 0
+    code, out, _ = run_cli(capsys, *argv)
+    assert "predicted 6" in out and "top 3: 6" in out
+    assert len([line for line in out.splitlines() if len(line) == 56]) == 28  # the drawn digit
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "resnet9000"], "unknown model 'resnet9000'; choose one of: "),
+        (["train", "--recipe", "nope"], "invalid choice: 'nope'"),
+        (["train", "--epochs", "0"], "argument --epochs: must be a whole number of at least 1"),
+        (["train", "--lr", "abc"], "argument --lr: invalid positive number value: 'abc'"),
+        (["train", "--label-smoothing", "1.5"], "label smoothing must be in [0, 1)"),
+        (["predict", "--index", "100", "--checkpoint", "/nonexistent"], "does not exist"),
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (["data", "verify", "--data-dir", "/nonexistent/mnist"], "missing"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv) if argv[0] != "train" else _train_error(capsys, argv)
+    assert code != 0
+    assert message in (err + out)
+    assert "Traceback" not in err
+    if argv[0] != "data":
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def _train_error(capsys, argv):
+    try:
+        return run_cli(capsys, *argv)
+    except SystemExit as exit_:  # argparse exits for malformed flags
+        out, err = capsys.readouterr()
+        return exit_.code, out, err
+
+
+def test_missing_data_says_where_and_how(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "empty"))
+    code, _, err = run_cli(capsys, "evaluate", tmp_path)
+    assert code == 1
+    code, _, err = run_cli(capsys, "predict", "--index", "1", "--checkpoint", tmp_path)
+    assert code == 1 and "not a run folder" in err
+
+
+def test_predict_out_of_range_index(trained_run, mnist_dir, capsys):
+    run_dir, _ = trained_run
+    argv = ["predict", "--checkpoint", run_dir, "--index", "10000", "--data-dir", mnist_dir]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1 and "between 0 and 9999" in err
+
+
+def test_tampered_checkpoint_is_one_line(trained_run, tmp_path, mnist_dir, capsys):
+    run_dir, _ = trained_run
+    tampered = tmp_path / "model.safetensors"
+    tampered.write_bytes(RunPaths(run_dir).model.read_bytes()[:5000])
+    code, _, err = run_cli(capsys, "evaluate", tampered, "--data-dir", mnist_dir)
+    assert code == 1 and "not a valid digitlab checkpoint" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_rejects_other_flags(trained_run, capsys):
+    run_dir, _ = trained_run
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "3")
+    assert code == 1 and "drop the other flags" in err
+
+
+def test_console_script_and_module_entry_points():
+    for command in (["digitlab"], [sys.executable, "-m", "digitlab"]):
+        if command == ["digitlab"]:
+            command = [str(Path(sys.executable).with_name("digitlab"))]
+        result = subprocess.run([*command, "recipes"], capture_output=True, text=True, check=True)
+        assert "seed" in result.stdout and "default" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "digitlab", "train", "--epochs", "-3"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

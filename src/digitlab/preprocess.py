@@ -1,0 +1,580 @@
+"""Any image → MNIST format: one digit, white ink on black, 28×28, the way MNIST was made.
+
+MNIST digits are light on dark, size-normalised so the longest side fits a 20×20 box (aspect
+kept, anti-aliased) and placed in 28×28 with the centre of mass at the centre. Photos, scans
+and canvas drawings are none of that: dark ink on light paper, large, off-centre, unevenly lit,
+noisy and JPEG-compressed. A naive resize reads fewer than half of them; `preprocess_image`
+undoes each difference in turn:
+
+1. grey levels (alpha composited, 16-bit scaled, EXIF orientation applied by `open_image`),
+   box-averaged down to at most 512 px;
+2. polarity: ink is the minority, so split the picture with Otsu's threshold and see which
+   side is smaller (MNIST-style light ink, or ink on paper);
+3. the paper: a quadratic surface fitted to each block's paper-side level, rejecting blocks
+   that are ink; lighting gradients and vignetting go away, and a surface that smooth can't
+   follow strokes;
+4. the ink: deviation from the paper beyond how far noise reaches, scaled so stroke cores
+   are 1; nothing clearly beyond the noise → no digit;
+5. strokes above Otsu's threshold, their anti-aliased edges connected to them (hysteresis),
+   and specks dropped by connected components; only specks or blobs → no digit;
+6. crop to the ink, longest side to 20 px (Lanczos), paste by centre of mass into 28×28.
+
+Measured on 100 real MNIST test digits rendered as random photos by `tests/wild_digits.py`:
+the result correlates with the original digit at 0.945 on average (0.85 at the 10th
+percentile; a naive resize: -0.15), in about 5 ms for a 200×200 photo on one CPU core. A
+clean MNIST digit comes back unchanged up to 3 grey levels.
+"""
+
+import io
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from digitlab.errors import ImageError
+
+# Limits on what `open_image` accepts, so an upload can't exhaust memory: 20 MB is far more
+# than any photo of a digit needs, and 40 megapixels (a 1-byte-per-pixel grey copy is 40 MB)
+# covers every phone camera while refusing decompression bombs (tiny files, huge pictures).
+MAX_BYTES = 20 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+
+MNIST_SIZE = 28  # the output is 28×28
+BOX_SIZE = 20  # the digit's longest side, as in MNIST
+# MNIST centres of mass sit at index (14.0, 14.0) on average (each within ±1), not at 13.5.
+CENTRE = 14.0
+
+# Larger images are box-averaged down to this longest side first: a digit spanning a tenth
+# of the picture still has 50 px, plenty for a 20 px result, and every step stays fast.
+WORKING_SIZE = 512
+# The paper is fitted to one level per block, in a grid this many blocks across.
+PAPER_GRID = 16
+# Rounds of rejecting blocks that are ink and fitting the paper again.
+PAPER_FIT_ROUNDS = 4
+# Light ink must cover less of the picture than this (MNIST digits cover about 20%).
+MAX_LIGHT_INK_SHARE = 0.4
+# A block's level is this quantile (percent) from its paper side: paper if a quarter is.
+PAPER_SIDE_QUANTILE = 75
+# Paper lies within this distance of the fitted surface (uneven paper, misfit, noise).
+PAPER_WINDOW = 0.05
+# Ink must exceed this many noise levels (a Gaussian does so once in 700 pixels).
+NOISE_MARGIN = 3.0
+# Ink must differ from the paper by this much (about 20 grey levels) and reach this many
+# times as far as noise does; fainter marks are not reported as a digit.
+MIN_INK_CONTRAST = 0.08
+MIN_INK_TO_FLOOR = 2.0
+# Ink pieces with fewer stroke pixels than this fraction of the largest piece are specks.
+MIN_PIECE_FRACTION = 0.1
+# Stroke cores are near 1 after scaling, edges fall to 0: Otsu's threshold lands between.
+STROKE_THRESHOLD_RANGE = (0.3, 0.6)
+# A digit's main piece needs at least this many stroke pixels, and must span at least this
+# fraction of the image's longest side: dust is smaller, and a digit smaller than that in a
+# photo or scan is too small to read anyway (crop closer).
+MIN_DIGIT_PIXELS = 12
+MIN_DIGIT_SPAN = 1 / 20
+# Strokes cover at most about 70% of the square around an MNIST digit (a bold 0 or 8); a dot
+# or blob covers more (a disc: 79%) and would be blown up to a 20 px blob, so it is no digit.
+MAX_DIGIT_FILL = 0.75
+# The digit's bounding box is taken where the ink reaches this level: above the faint halo
+# that blur and JPEG ringing leave around strokes, below the stroke edges themselves.
+BOX_INK_LEVEL = 0.25
+# Output pixels resampled around the box on each side, for the soft edges outside it.
+EDGE_MARGIN = 2
+
+_WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# What Pillow raises while decoding a damaged file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """A digit in MNIST format, or the reason there is none."""
+
+    pixels: torch.Tensor | None  # float32 (1, 28, 28) in [0, 1], white ink on black
+    reason: str | None  # why no digit, e.g. "no digit found: the image is blank"
+
+    def __post_init__(self) -> None:
+        if (self.pixels is None) == (self.reason is None):
+            raise ValueError("Preprocessed needs exactly one of pixels and reason")
+
+
+def open_image(
+    source: str | Path | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """Open a file or bytes as an upright 8-bit grey ("L") image, within the size limits.
+
+    Reads anything Pillow reads (the first frame of animations); transparency is composited
+    onto white (onto black when the visible ink itself is light). Raises ImageError naming
+    the file and the problem.
+    """
+    name, data = _read_limited(source, max_bytes)
+    image = _decode(data, name, max_pixels)
+    return _to_grey(_upright(image))
+
+
+def preprocess_path(source: str | Path | bytes) -> Preprocessed:
+    """`open_image` then `preprocess_image`."""
+    return preprocess_image(open_image(source))
+
+
+def preprocess_image(image: Image.Image) -> Preprocessed:
+    """Find the digit in any picture and return it in MNIST format (see the module notes)."""
+    if image.width == 0 or image.height == 0:
+        return Preprocessed(None, "no digit found: the image is empty (0 pixels)")
+    grey = _working_grey(image)
+    if np.ptp(grey) < 1.5 / 255:
+        return Preprocessed(None, "no digit found: the image is blank (one uniform colour)")
+    noise = _noise_level(grey)
+    light_ink = _ink_is_light(grey)
+    # Now that the ink's side is known, fit the paper to the paper side of each block, so
+    # that blocks mostly covered by ink (tight crops, bold strokes) still show paper.
+    if light_ink:
+        paper = _fit_paper(grey, 100 - PAPER_SIDE_QUANTILE, ink_side=1)
+    else:
+        paper = _fit_paper(grey, PAPER_SIDE_QUANTILE, ink_side=-1)
+    signed = grey - paper if light_ink else paper - grey  # ink > 0, paper ≈ 0
+    signed -= _paper_offset(signed, noise)  # the paper-side quantile sits a little inkward
+    floor = _noise_floor(signed, noise)
+    level = _ink_level(np.clip(signed, 0.0, None), floor)
+    if level < max(MIN_INK_CONTRAST, MIN_INK_TO_FLOOR * floor):
+        return Preprocessed(
+            None, "no digit found: the image is blank apart from faint marks or noise"
+        )
+    digit = _keep_digit(np.clip(signed / level, 0.0, 1.0), floor / level)
+    if digit is None:
+        return Preprocessed(None, "no digit found: only specks or blobs, nothing like a digit")
+    return Preprocessed(torch.from_numpy(_to_mnist_box(digit)).unsqueeze(0), None)
+
+
+def preprocess_pixels(pixels: Sequence[Sequence[int]]) -> Preprocessed:
+    """Check 28×28 integers 0-255 already in MNIST format (white ink on black) and scale /255."""
+    array = _validated_pixels(pixels)
+    if array.max() < MIN_INK_CONTRAST * 255:
+        return Preprocessed(None, "no digit found: all pixels are (nearly) black")
+    as_float = torch.from_numpy(array.astype(np.float32) / 255.0)
+    return Preprocessed(as_float.unsqueeze(0), None)
+
+
+# --- opening -------------------------------------------------------------------------------
+
+
+def _read_limited(source: str | Path | bytes, max_bytes: int) -> tuple[str, bytes]:
+    """(name for messages, the bytes), refusing more than max_bytes before reading them all."""
+    if isinstance(source, bytes):
+        name, data = "the image data", source
+    else:
+        name = str(source)
+        try:
+            with open(source, "rb") as file:
+                # Read one byte past the limit: enough to tell "too large" without reading
+                # (or holding in memory) the rest of a huge file.
+                data = file.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise ImageError(f"{name}: no such file; check the path") from None
+        except (OSError, ValueError) as error:  # a folder, no permission, a NUL in the name
+            reason = getattr(error, "strerror", None) or error
+            raise ImageError(f"{name}: cannot read the file ({reason})") from None
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"{name}: the file is larger than the {_megabytes(max_bytes)} limit; "
+            "resize or compress the image"
+        )
+    return name, data
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Decode the first frame, checking the pixel count from the header before decoding."""
+    try:
+        image = Image.open(io.BytesIO(data))  # lazy: reads only the header
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, max_pixels) from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{name}: not an image file Pillow can read; use PNG, JPEG, BMP, GIF, TIFF or WebP"
+        ) from None
+    except _DECODE_ERRORS as error:
+        raise _corrupt(name, error) from None
+    if image.width * image.height > max_pixels:
+        raise _too_many_pixels(name, max_pixels)
+    try:
+        image.load()
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, max_pixels) from None
+    except _DECODE_ERRORS as error:
+        raise _corrupt(name, error) from None
+    return image
+
+
+def _corrupt(name: str, error: Exception) -> ImageError:
+    return ImageError(
+        f"{name}: the image is truncated or corrupt ({error}); save or download it again"
+    )
+
+
+def _too_many_pixels(name: str, max_pixels: int) -> ImageError:
+    return ImageError(
+        f"{name}: the image has more than {max_pixels:,} pixels; downscale it and try again"
+    )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag, as cameras expect viewers to."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS:
+        # A damaged EXIF block shouldn't make a readable picture unreadable; like most
+        # viewers, show it as stored.
+        return image
+
+
+def _to_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey: transparency flattened, 16-bit and float images scaled (not clipped)."""
+    if _has_alpha(image):
+        return _flatten_alpha(image)
+    if image.mode == "L":
+        return image
+    if image.mode in _WIDE_MODES:
+        return Image.fromarray(_scale_wide(np.asarray(image), image.mode))
+    try:
+        return image.convert("L")
+    except ValueError:  # modes such as LAB or HSV convert to grey only via RGB
+        return image.convert("RGB").convert("L")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite onto white, or onto black if the visible pixels are light (white ink)."""
+    rgba = image.convert("RGBA")
+    grey_alpha = np.asarray(rgba.convert("LA"), dtype=np.float64)
+    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
+    visible_mean = (grey * alpha).sum() / max(alpha.sum(), 1.0)
+    backdrop = Image.new("RGBA", rgba.size, "black" if visible_mean > 127.5 else "white")
+    return Image.alpha_composite(backdrop, rgba).convert("L")
+
+
+def _scale_wide(values: np.ndarray, mode: str) -> np.ndarray:
+    """16/32-bit integer or float grey levels → uint8, scaled to the range they were stored in.
+
+    I;16 is always 0-65535. "I" and "F" carry no range, so take the smallest usual one that
+    holds the data: 0-1 (float only), 0-255, 0-65535, or else the image's own maximum.
+    """
+    levels = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(levels.max(initial=0.0))
+    if mode.startswith("I;16"):
+        full_scale = 65535.0
+    else:
+        usual = ([1.0] if mode == "F" else []) + [255.0, 65535.0]
+        full_scale = next((limit for limit in usual if top <= limit), top)
+    return np.round(np.clip(levels / full_scale, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+# --- finding the ink -----------------------------------------------------------------------
+
+
+def _working_grey(image: Image.Image) -> np.ndarray:
+    """Grey levels in [0, 1] as float32, box-averaged down to at most WORKING_SIZE."""
+    grey = _to_grey(image)
+    factor = math.ceil(max(grey.size) / WORKING_SIZE)
+    if factor > 1:
+        grey = grey.reduce(factor)
+    return np.asarray(grey, dtype=np.float32) / 255.0
+
+
+def _fit_paper(grey: np.ndarray, quantile: float, ink_side: int = 0) -> np.ndarray:
+    """The paper's brightness everywhere: a quadratic surface fitted to block quantiles.
+
+    A quadratic is too smooth to follow strokes, yet follows lighting gradients and
+    vignetting. Blocks far from the fit are taken for ink and the fit repeated without them.
+    With `ink_side` unknown (0) that is on both sides of a first guess of one flat level. With
+    the ink's side known (+1 lighter, -1 darker), the first guess is the blocks on the paper
+    side of Otsu's split of block levels, and only blocks on the ink side are rejected, so
+    the fit holds even where strokes cover half the blocks (tight crops, bold strokes).
+    """
+    ys, xs, levels = _block_quantiles(grey, quantile)
+    basis = _quadratic_basis(ys, xs, grey.shape)
+    if ink_side:
+        split = _otsu_threshold(np.clip(levels, 0.0, 1.0))
+        inliers = (levels - split) * ink_side <= 0
+    else:
+        residual = levels - np.median(levels)
+        inliers = np.abs(residual) <= _tolerance(residual)
+    coefficients = None
+    for _ in range(PAPER_FIT_ROUNDS):
+        if inliers.sum() < basis.shape[1]:
+            break
+        coefficients = np.linalg.lstsq(basis[inliers], levels[inliers], rcond=None)[0]
+        residual = levels - basis @ coefficients
+        tolerance = _tolerance(residual[inliers])
+        inliers = residual * ink_side <= tolerance if ink_side else np.abs(residual) <= tolerance
+    if coefficients is None:  # too few blocks to fit a surface: assume even lighting
+        return np.full(grey.shape, np.median(levels), dtype=np.float32)
+    return _evaluate_quadratic(coefficients, grey.shape)
+
+
+def _tolerance(residual: np.ndarray) -> float:
+    """How far paper blocks stray from the fit: three robust standard deviations (or 0.02)."""
+    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return max(3.0 * spread, 0.02)
+
+
+def _block_quantiles(
+    grey: np.ndarray, quantile: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres (y, x) and a quantile (percent) of each block in a grid, as flat arrays."""
+    height, width = grey.shape
+    step_y, step_x = math.ceil(height / PAPER_GRID), math.ceil(width / PAPER_GRID)
+    rows, cols = height // step_y, width // step_x
+    blocks = grey[: rows * step_y, : cols * step_x].reshape(rows, step_y, cols, step_x)
+    pixels = blocks.transpose(0, 2, 1, 3).reshape(rows * cols, step_y * step_x)
+    rank = round(quantile / 100 * (pixels.shape[1] - 1))  # an order statistic is quantile enough
+    levels = np.partition(pixels, rank, axis=1)[:, rank]
+    ys = (np.arange(rows) + 0.5) * step_y - 0.5
+    xs = (np.arange(cols) + 0.5) * step_x - 0.5
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    return grid_y.ravel(), grid_x.ravel(), levels
+
+
+def _quadratic_basis(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    # Coordinates scaled to [-1, 1] keep the least-squares problem well conditioned.
+    v = ys / max(shape[0] - 1, 1) * 2 - 1
+    u = xs / max(shape[1] - 1, 1) * 2 - 1
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+
+
+def _evaluate_quadratic(coefficients: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    v = np.linspace(-1.0, 1.0, shape[0])[:, None] if shape[0] > 1 else np.full((1, 1), -1.0)
+    u = np.linspace(-1.0, 1.0, shape[1])[None, :] if shape[1] > 1 else np.full((1, 1), -1.0)
+    c = coefficients
+    surface = c[0] + c[1] * u + c[2] * v + c[3] * u * u + c[4] * u * v + c[5] * v * v
+    return surface.astype(np.float32)
+
+
+def _noise_level(grey: np.ndarray) -> float:
+    """Robust standard deviation of pixel noise, at least one grey level.
+
+    Measured on differences between neighbouring pixels, which are pure noise on paper and
+    inside strokes alike, so it holds however much of the picture is ink.
+    """
+    steps = np.diff(_every_other(grey), axis=1)
+    spread = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / math.sqrt(2)
+    return max(spread, 1.0 / 255)
+
+
+def _every_other(values: np.ndarray) -> np.ndarray:
+    """Every other row and column of a large image: as good for statistics, 4× faster."""
+    return values[::2, ::2] if values.size > 20_000 else values
+
+
+def _ink_is_light(grey: np.ndarray) -> bool:
+    """True if the ink is lighter than the paper (MNIST style), False for ink on paper.
+
+    Ink is the minority: split the picture, flattened by a paper fit that doesn't need to
+    know the polarity, in two with Otsu's threshold and see which part is smaller. Near-even
+    splits (bold digits cropped tightly) count as dark ink, like most photos and scans.
+    """
+    flattened = _every_other(grey - _fit_paper(grey, 50))
+    low, high = float(flattened.min()), float(flattened.max())
+    scaled = (flattened - low) / max(high - low, 1e-6)
+    light_share = float((scaled >= _otsu_threshold(scaled)).mean())
+    return light_share < MAX_LIGHT_INK_SHARE
+
+
+def _paper_offset(signed: np.ndarray, noise: float) -> float:
+    """Where the paper really is in `signed`: the middle of the values near zero.
+
+    Paper is the most common level; a window around zero keeps ink cores out, so this holds
+    for tight crops where ink covers much of the picture too.
+    """
+    near_zero = signed[np.abs(signed) < max(PAPER_WINDOW, 5 * noise)]
+    return float(np.median(near_zero)) if near_zero.size else 0.0
+
+
+def _noise_floor(signed: np.ndarray, noise: float) -> float:
+    """How far from the paper noise reaches: beyond it, a deviation on the ink side is ink.
+
+    At least NOISE_MARGIN noise levels, and at least as far as all but the rarest deviations
+    the other way, which are only noise and JPEG ringing; that also covers noise whose tails
+    are longer than the noise level says (JPEG-compressed noise, correlated noise).
+    """
+    return max(NOISE_MARGIN * noise, float(np.percentile(np.clip(-signed, 0.0, None), 99.9)))
+
+
+def _ink_level(ink: np.ndarray, floor: float) -> float:
+    """The ink's full strength (0 if no ink): most pixels surely ink are stroke cores."""
+    candidates = ink[ink > floor]
+    return float(np.percentile(candidates, 90)) if candidates.size >= MIN_DIGIT_PIXELS else 0.0
+
+
+def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
+    """Ink (0-1) of the digit's pieces with their soft edges; None if there are only specks.
+
+    Strokes are ink above Otsu's threshold; their anti-aliased edges are the ink above the
+    noise floor connected to them (hysteresis). The largest piece must look like a digit;
+    pieces with few stroke pixels beside it are specks.
+    """
+    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
+    # it would otherwise split the paper's noise instead of ink from paper.
+    strokes = ink >= np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE)
+    labels, count = _label_components(ink > noise_floor)
+    stroke_pixels = np.bincount(labels[strokes], minlength=count + 1)
+    stroke_pixels[0] = 0  # label 0 is the background
+    largest = int(np.argmax(stroke_pixels))
+    if stroke_pixels[largest] < MIN_DIGIT_PIXELS:
+        return None
+    if _is_speck(strokes & (labels == largest), max(ink.shape)):
+        return None
+    pieces = stroke_pixels >= MIN_PIECE_FRACTION * stroke_pixels[largest]
+    digit = np.where(pieces[labels], ink, 0.0)
+    # Subtract the noise floor so the paper around the digit ends at exactly 0.
+    return np.clip((digit - noise_floor) / (1.0 - noise_floor), 0.0, 1.0).astype(np.float32)
+
+
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold for values in [0, 1]: the split maximising between-class variance."""
+    indices = np.minimum((values * bins).astype(np.int64), bins - 1).ravel()
+    counts = np.bincount(indices, minlength=bins)
+    levels = (np.arange(bins) + 0.5) / bins
+    weight_below = np.cumsum(counts)
+    weight_above = weight_below[-1] - weight_below
+    mass_below = np.cumsum(counts * levels)
+    mean_below = mass_below / np.maximum(weight_below, 1)
+    mean_above = (mass_below[-1] - mass_below) / np.maximum(weight_above, 1)
+    between = weight_below * weight_above * (mean_below - mean_above) ** 2
+    return float((np.argmax(between[:-1]) + 1) / bins)
+
+
+def _is_speck(strokes: np.ndarray, image_side: int) -> bool:
+    """True if the strokes are too small, or too solid (a dot or blob), to be a digit."""
+    left, top, right, bottom = _bounding_box(strokes)
+    span = max(right - left, bottom - top)
+    return span < MIN_DIGIT_SPAN * image_side or strokes.sum() > MAX_DIGIT_FILL * span**2
+
+
+def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components: (labels with 0 = background, number of components).
+
+    Works on horizontal runs of pixels (a digit has a few per row), joined by union-find
+    where runs in neighbouring rows touch, so it is fast without scipy.
+    """
+    height = mask.shape[0]
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]  # exclusive; nonzero is row-major, so pairs line up
+    row_first = np.searchsorted(run_rows, np.arange(height + 1)).tolist()
+    parent = list(range(len(starts)))
+    starts_list, ends_list = starts.tolist(), ends.tolist()
+    for row in range(1, height):
+        above, here = row_first[row - 1], row_first[row]
+        stop_above, stop_here = here, row_first[row + 1]
+        while above < stop_above and here < stop_here:
+            # Runs touch (diagonals included) when each starts no later than the other ends.
+            if starts_list[above] <= ends_list[here] and starts_list[here] <= ends_list[above]:
+                _union(parent, above, here)
+            if ends_list[above] < ends_list[here]:
+                above += 1
+            else:
+                here += 1
+    roots = np.array([_find(parent, run) for run in range(len(parent))], dtype=np.int64)
+    run_labels = np.unique(roots, return_inverse=True)[1] + 1 if roots.size else roots
+    labels = np.zeros(mask.shape, dtype=np.int64)
+    labels[mask] = np.repeat(run_labels, ends - starts)  # mask pixels are row-major too
+    return labels, int(run_labels.max(initial=0))
+
+
+def _find(parent: list[int], item: int) -> int:
+    while parent[item] != item:
+        parent[item] = parent[parent[item]]  # path halving keeps the trees flat
+        item = parent[item]
+    return item
+
+
+def _union(parent: list[int], a: int, b: int) -> None:
+    root_a, root_b = _find(parent, a), _find(parent, b)
+    if root_a != root_b:
+        parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+# --- into the MNIST box --------------------------------------------------------------------
+
+
+def _to_mnist_box(ink: np.ndarray) -> np.ndarray:
+    """Crop to the ink, scale the longest side to 20 px, centre of mass at the centre of 28×28."""
+    left, top, right, bottom = _bounding_box(ink >= min(BOX_INK_LEVEL, float(ink.max())))
+    scale = BOX_SIZE / max(right - left, bottom - top)
+    # Resample a little beyond the box so the faint edges outside it come along; pad with
+    # zeros first, as Pillow's box must lie within the image.
+    margin = EDGE_MARGIN / scale
+    pad = math.ceil(margin) + 1
+    box = (left + pad - margin, top + pad - margin, right + pad + margin, bottom + pad + margin)
+    width = max(1, round((right - left) * scale)) + 2 * EDGE_MARGIN
+    height = max(1, round((bottom - top) * scale)) + 2 * EDGE_MARGIN
+    # Pillow's Lanczos filter widens with the reduction factor, so shrinking is anti-aliased.
+    patch = Image.fromarray(np.pad(ink, pad)).resize(
+        (width, height), Image.Resampling.LANCZOS, box=box
+    )
+    return _paste_centred(np.clip(np.asarray(patch, dtype=np.float32), 0.0, 1.0))
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom), right and bottom exclusive, as Pillow's box argument."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _paste_centred(patch: np.ndarray) -> np.ndarray:
+    """Place the patch in 28×28 with its centre of mass on CENTRE (rounded to whole pixels).
+
+    The shift is clamped so the digit (the patch less its EDGE_MARGIN) stays on the canvas,
+    which can leave the centre of mass off-centre for very lopsided digits.
+    """
+    com_y, com_x = _centre_of_mass(patch)
+    top = _clamped_shift(CENTRE - com_y, patch.shape[0])
+    left = _clamped_shift(CENTRE - com_x, patch.shape[1])
+    canvas = np.zeros((MNIST_SIZE + 2 * EDGE_MARGIN,) * 2, dtype=np.float32)
+    canvas[
+        top + EDGE_MARGIN : top + EDGE_MARGIN + patch.shape[0],
+        left + EDGE_MARGIN : left + EDGE_MARGIN + patch.shape[1],
+    ] = patch
+    return canvas[EDGE_MARGIN:-EDGE_MARGIN, EDGE_MARGIN:-EDGE_MARGIN]
+
+
+def _clamped_shift(shift: float, length: int) -> int:
+    """Whole-pixel shift keeping the patch within the canvas, give or take its margins."""
+    return min(max(round(shift), -EDGE_MARGIN), MNIST_SIZE - length + EDGE_MARGIN)
+
+
+def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    total = float(image.sum())
+    if total == 0.0:
+        return (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
+    ys, xs = np.arange(image.shape[0]), np.arange(image.shape[1])
+    return float(image.sum(axis=1) @ ys) / total, float(image.sum(axis=0) @ xs) / total
+
+
+def _validated_pixels(pixels: Sequence[Sequence[int]]) -> np.ndarray:
+    """28×28 integers 0-255 as uint8, or ImageError saying what is wrong."""
+    expected = f"pixels must be {MNIST_SIZE} rows of {MNIST_SIZE} integers from 0 to 255"
+    try:
+        array = np.asarray(pixels)
+    except ValueError:  # ragged rows
+        raise ImageError(f"{expected}; the rows have different lengths") from None
+    if array.shape != (MNIST_SIZE, MNIST_SIZE):
+        raise ImageError(f"{expected}; got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        raise ImageError(f"{expected}; got values of type {array.dtype}")
+    if array.min() < 0 or array.max() > 255:
+        raise ImageError(f"{expected}; got values from {array.min()} to {array.max()}")
+    return array.astype(np.uint8)

@@ -1,0 +1,144 @@
+"""MNIST digits rendered as real-world photos and scans, for preprocessing and prediction tests.
+
+`make_wild_image` draws a 28×28 MNIST digit the way a phone photo or a scan of it looks: dark
+(or coloured) ink on white (or tinted) paper, 2-7× larger, off-centre on a larger sheet, with
+paper noise, a lighting gradient, a few specks of dust and JPEG compression. Every choice comes
+from the numpy Generator passed in, so a seed gives the same images on every machine.
+"""
+
+import dataclasses
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+MNIST_SIZE = 28
+INK_COLOURS = {  # typical pens, as RGB in [0, 1]
+    "blue": (0.1, 0.15, 0.55),
+    "red": (0.65, 0.1, 0.1),
+    "green": (0.1, 0.4, 0.15),
+}
+
+
+@dataclass(frozen=True)
+class WildStyle:
+    """How one digit is rendered; `random_style` draws every field."""
+
+    scale: float = 4.0  # digit size relative to MNIST's 28 px
+    margin: tuple[float, float] = (0.6, 0.6)  # extra sheet (height, width) / digit size
+    position: tuple[float, float] = (0.3, 0.7)  # digit within the spare room: 0 top/left
+    ink_rgb: tuple[float, float, float] = (0.1, 0.1, 0.1)
+    paper_rgb: tuple[float, float, float] = (0.95, 0.95, 0.95)
+    noise: float = 0.02  # standard deviation of per-pixel paper noise
+    shading: float = 0.2  # the darkest edge of the sheet gets this much less light
+    light_angle: float = 0.0  # direction of the lighting gradient, radians
+    specks: int = 0  # dust dots on the sheet
+    jpeg_quality: int | None = 75  # None: no JPEG round trip
+
+
+def random_style(rng: np.random.Generator) -> WildStyle:
+    return WildStyle(
+        scale=float(rng.uniform(2.0, 7.0)),
+        margin=(float(rng.uniform(0.3, 1.5)), float(rng.uniform(0.3, 1.5))),
+        position=(float(rng.uniform()), float(rng.uniform())),
+        ink_rgb=_random_ink(rng),
+        paper_rgb=_random_paper(rng),
+        noise=float(rng.uniform(0.0, 0.04)),
+        shading=float(rng.uniform(0.0, 0.35)),
+        light_angle=float(rng.uniform(0.0, 2 * math.pi)),
+        specks=int(rng.integers(0, 4)),
+        jpeg_quality=int(rng.integers(60, 91)),
+    )
+
+
+def _random_ink(rng: np.random.Generator) -> tuple[float, float, float]:
+    if rng.uniform() < 0.5:  # pencil or black pen
+        return (float(rng.uniform(0.0, 0.25)),) * 3
+    base = INK_COLOURS[str(rng.choice(list(INK_COLOURS)))]
+    return _jitter(base, rng, 0.05)
+
+
+def _random_paper(rng: np.random.Generator) -> tuple[float, float, float]:
+    if rng.uniform() < 0.5:  # white or grey paper
+        return (float(rng.uniform(0.85, 1.0)),) * 3
+    return _jitter((float(rng.uniform(0.8, 0.95)),) * 3, rng, 0.07)  # tinted paper
+
+
+def _jitter(
+    rgb: tuple[float, ...], rng: np.random.Generator, amount: float
+) -> tuple[float, float, float]:
+    r, g, b = (float(np.clip(c + rng.uniform(-amount, amount), 0.0, 1.0)) for c in rgb)
+    return r, g, b
+
+
+def make_wild_image(
+    digit: np.ndarray | torch.Tensor, rng: np.random.Generator, **changes: Any
+) -> Image.Image:
+    """A photo-like RGB rendering of one (28, 28) uint8 MNIST digit; `changes` fix style fields."""
+    style = dataclasses.replace(random_style(rng), **changes)
+    return render_wild(np.asarray(digit, dtype=np.uint8), style, rng)
+
+
+def make_wild_set(
+    images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, n: int, seed: int
+) -> list[tuple[Image.Image, int]]:
+    """n (wild image, label) pairs from randomly chosen digits, the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=n, replace=False)
+    return [(make_wild_image(images[i], rng), int(labels[i])) for i in chosen]
+
+
+def render_wild(digit: np.ndarray, style: WildStyle, rng: np.random.Generator) -> Image.Image:
+    """The digit drawn on a sheet in `style`; rng supplies the noise and the specks."""
+    coverage = _ink_coverage(digit, style, rng)
+    ink, paper = np.array(style.ink_rgb), np.array(style.paper_rgb)
+    rgb = paper * (1 - coverage[..., None]) + ink * coverage[..., None]
+    rgb *= _lighting(coverage.shape, style)[..., None]
+    rgb += rng.normal(0.0, style.noise, rgb.shape) if style.noise > 0 else 0.0
+    image = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+    return image if style.jpeg_quality is None else _jpeg_round_trip(image, style.jpeg_quality)
+
+
+def _ink_coverage(digit: np.ndarray, style: WildStyle, rng: np.random.Generator) -> np.ndarray:
+    """How much ink covers each pixel of the sheet (0-1): the digit, enlarged, plus specks."""
+    size = round(MNIST_SIZE * style.scale)
+    # Bicubic enlargement keeps strokes smooth, as a pen's are; MNIST's grey edges blur a bit.
+    enlarged = Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)
+    height = size + round(size * style.margin[0])
+    width = size + round(size * style.margin[1])
+    top = round((height - size) * style.position[0])
+    left = round((width - size) * style.position[1])
+    coverage = np.zeros((height, width))
+    coverage[top : top + size, left : left + size] = np.asarray(enlarged) / 255.0
+    _add_specks(coverage, style, rng)
+    return coverage
+
+
+def _add_specks(coverage: np.ndarray, style: WildStyle, rng: np.random.Generator) -> None:
+    """Dust: dots well under a stroke's width (MNIST strokes are 2-3 px) anywhere on the sheet."""
+    ys, xs = np.ogrid[: coverage.shape[0], : coverage.shape[1]]
+    for _ in range(style.specks):
+        y, x = rng.uniform(0, coverage.shape[0]), rng.uniform(0, coverage.shape[1])
+        radius = style.scale * rng.uniform(0.3, 0.6)
+        dot = np.clip(radius + 0.5 - np.hypot(ys - y, xs - x), 0.0, 1.0)
+        np.maximum(coverage, dot, out=coverage)
+
+
+def _lighting(shape: tuple[int, ...], style: WildStyle) -> np.ndarray:
+    """Light falling off linearly across the sheet in the direction of `light_angle`."""
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    along = xs * math.cos(style.light_angle) + ys * math.sin(style.light_angle)
+    ramp = (along - along.min()) / max(float(np.ptp(along)), 1.0)
+    return 1.0 - style.shading * ramp
+
+
+def _jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    decoded = Image.open(io.BytesIO(buffer.getvalue()))
+    decoded.load()
+    return decoded

@@ -30,3 +30,18 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir: Path) -> MNIST:
     return load_mnist(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_run(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding lenet trained with the `default` recipe on real MNIST (~99%).
+
+    Trained once per session and shared by the tests that need a good model (prediction on
+    images, the server, the browser); tests must not modify it.
+    """
+    from digitlab.config import make_config
+    from digitlab.train import fit
+
+    run_dir = tmp_path_factory.mktemp("trained") / "default"
+    fit(make_config("default"), mnist, run_dir)
+    return run_dir

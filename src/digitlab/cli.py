@@ -29,6 +29,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a flag's default only when it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -65,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="digitlab",
         description="Train, evaluate and use handwritten-digit recognizers (MNIST).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -88,7 +97,7 @@ def _command(
         name,
         help=help,
         description=help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     sub.set_defaults(handler=handler)
     return sub
@@ -340,23 +349,108 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _add_predict(commands: Any) -> None:
     predict = _command(
-        commands, "predict", _run_predict, "predict the digit of an MNIST test image"
+        commands,
+        "predict",
+        _run_predict,
+        "read the digits in image files (photos, scans, drawings) or in the MNIST test set",
     )
+    predict.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
+    predict.add_argument("--index", type=int, help="instead of files: an MNIST test-set index")
     predict.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
-    predict.add_argument("--index", type=int, required=True, help="index into the MNIST test set")
-    predict.add_argument("--save", type=Path, metavar="PNG", help="also write the digit as a PNG")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    _add_json(predict, "the prediction")
+    predict.add_argument("--save", type=Path, metavar="PNG", help="with --index: write the digit")
+    predict.add_argument(
+        "--show",
+        type=Path,
+        metavar="DIR",
+        help="write each image beside the 28×28 view the model saw",
+    )
+    predict.add_argument("--csv", action="store_true", help="print the results as CSV")
+    _add_json(predict, "the predictions")
     _add_data_dir(predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from digitlab.data import load_mnist, to_float
     from digitlab.errors import ConfigError
     from digitlab.predict import Predictor
     from digitlab.runs import resolve_checkpoint
 
+    if (args.index is None) == (not args.paths):
+        raise ConfigError(
+            "give image paths or --index N (an MNIST test image), not both or neither"
+        )
+    if args.index is None and args.save is not None:
+        raise ConfigError("--save goes with --index; for image files use --show DIR")
     predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device)
+    if args.index is not None:
+        return _predict_index(args, predictor)
+    return _predict_files(args, predictor)
+
+
+def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
+    from tqdm import tqdm
+
+    from digitlab.predict import expand_paths, predict_paths
+
+    paths = expand_paths(args.paths)
+    show_bar = len(paths) > 50 and not (args.json or args.csv)
+    with tqdm(total=len(paths), unit="image", disable=not show_bar, leave=False) as bar:
+        results = predict_paths(predictor, paths, on_progress=bar.update)
+    if args.show is not None:
+        _write_views(results, args.show)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif args.csv:
+        _print_csv(results)
+    else:
+        _print_table(results)
+    failed = [r for r in results if r.error]
+    for result in failed:
+        print(f"digitlab: skipped {result.error}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def _print_table(results: Sequence[Any]) -> None:
+    width = max([len("file"), *(len(str(r.path)) for r in results)])
+    print(f"{'file':{width}}  digit  confidence  top 3")
+    for r in results:
+        if r.prediction is None:
+            print(f"{str(r.path):{width}}  {'-':>5}  {'':>10}  {r.reason or 'unreadable'}")
+            continue
+        digit, probability = r.prediction.digit, r.prediction.probability
+        top3 = ", ".join(f"{d} {p:.1%}" for d, p in r.prediction.top3)
+        print(f"{str(r.path):{width}}  {digit:5}  {probability:10.1%}  {top3}")
+
+
+def _print_csv(results: Sequence[Any]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["path", "digit", "probability", "top3", "reason", "error"])
+    for r in results:
+        row = r.to_dict()
+        top3 = " ".join(f"{t['digit']}:{t['probability']:.4f}" for t in row["top3"])
+        writer.writerow(
+            [row["path"], row["digit"], row["probability"], top3, row["reason"], row["error"]]
+        )
+
+
+def _write_views(results: Sequence[Any], folder: Path) -> None:
+    from digitlab.plots import plot_original_and_view
+    from digitlab.preprocess import open_image
+
+    for i, r in enumerate(results):
+        if r.error:
+            continue
+        said = f"predicted {r.prediction.digit}" if r.prediction else "no digit found"
+        name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
+        plot_original_and_view(open_image(r.path), r.view, f"{r.path.name}: {said}", folder / name)
+
+
+def _predict_index(args: argparse.Namespace, predictor: Any) -> int:
+    from digitlab.data import load_mnist, to_float
+    from digitlab.errors import ConfigError
+
     mnist = load_mnist(args.data_dir)
     count = len(mnist.test_images)
     if not 0 <= args.index < count:

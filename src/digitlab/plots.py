@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from digitlab.checkpoint import atomic_path
 
@@ -167,6 +168,26 @@ def plot_digit(image: torch.Tensor, title: str, path: Path) -> Path:
     axes = figure.add_subplot()
     _draw_digit(axes, image)
     axes.set_title(title, fontsize=12)
+    return _save(figure, path)
+
+
+def plot_original_and_view(
+    original: Image.Image, view: torch.Tensor | None, title: str, path: Path
+) -> Path:
+    """An input image beside the 28×28 view the model saw (what `predict --show` writes)."""
+    figure = Figure(figsize=(6.0, 3.3), layout="constrained")
+    figure.suptitle(title, fontsize=11)
+    left, right = figure.subplots(1, 2)
+    left.imshow(original.convert("RGB"))
+    left.set_title("original", fontsize=9)
+    left.set_xticks([])
+    left.set_yticks([])
+    if view is None:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "no digit found", ha="center", va="center", color="#666666")
+    else:
+        _draw_digit(right, view[0] if view.dim() == 3 else view)
+        right.set_title("what the model saw (28×28)", fontsize=9)
     return _save(figure, path)
 
 

@@ -1,6 +1,12 @@
-"""`Predictor`: a trained checkpoint turned into digits with probabilities."""
+"""`Predictor`: a trained checkpoint turned into digits with probabilities.
 
-from dataclasses import dataclass, field
+It predicts MNIST-format tensors directly, and image files (photos, scans, drawings) after
+`digitlab.preprocess` has turned them into MNIST format.
+"""
+
+import glob
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +15,9 @@ from torch import nn
 
 from digitlab.checkpoint import load_model
 from digitlab.device import select_device
+from digitlab.errors import DigitlabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,84 @@ class Predictor:
         """Predict float digits (N, 1, 28, 28) in [0, 1], white ink on black (ToTensor format)."""
         probabilities = self.model(pixels.to(self.device)).float().exp().cpu()
         return [_to_prediction(p) for p in probabilities]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one image file gave: a prediction, no digit (with the reason), or an error."""
+
+    path: Path
+    prediction: Prediction | None = None
+    view: torch.Tensor | None = None  # (1, 28, 28): what the model saw
+    reason: str | None = None  # set when the file was read but holds no digit
+    error: str | None = None  # set when the file could not be read
+
+    def to_dict(self) -> dict[str, Any]:
+        found = self.prediction
+        return {
+            "path": str(self.path),
+            "digit": found.digit if found else None,
+            "probability": found.probability if found else None,
+            "top3": found.to_dict()["top3"] if found else [],
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+
+def expand_paths(patterns: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders as their image files (recursively), globs as their matches.
+
+    A pattern that matches nothing is kept as it is, so that it is reported as missing.
+    """
+    found: list[Path] = []
+    for pattern in map(str, patterns):
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists() and glob.has_magic(pattern):
+            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True)) or [path]
+        else:
+            found.append(path)
+    return found
+
+
+def predict_paths(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    *,
+    batch_size: int = 256,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[FileResult]:
+    """Preprocess and predict image files in batches; unreadable files become error results."""
+    results: list[FileResult] = []
+    for chunk in _chunks(paths, batch_size):
+        read = [_read(path) for path in chunk]
+        digits = [r for r in read if r.view is not None]
+        if digits:
+            batch = torch.stack([r.view for r in digits if r.view is not None])
+            predictions = iter(predictor.predict_tensor(batch))
+            read = [
+                replace(r, prediction=next(predictions)) if r.view is not None else r for r in read
+            ]
+        results += read
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return results
+
+
+def _read(path: Path) -> FileResult:
+    from digitlab.preprocess import preprocess_path
+
+    try:
+        preprocessed = preprocess_path(path)
+    except DigitlabError as err:
+        return FileResult(path, error=str(err))
+    return FileResult(path, view=preprocessed.pixels, reason=preprocessed.reason)
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _to_prediction(probabilities: torch.Tensor) -> Prediction:

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_evaluate,
         _add_predict,
+        _add_serve,
         _add_models,
         _add_recipes,
     ):
@@ -481,6 +482,39 @@ def draw_digit(image: Any) -> str:
     for row in image.tolist():
         rows.append("".join(shades[value * (len(shades) - 1) // 255] * 2 for value in row))
     return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------- serve
+
+
+def _add_serve(commands: Any) -> None:
+    serve = _command(
+        commands, "serve", _run_serve, "serve the REST API and the draw-a-digit web page"
+    )
+    serve.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="0.0.0.0 makes it reachable from other machines"
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port")
+    serve.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {text}")
+    return value
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from digitlab.serve import create_app
+
+    app = create_app(args.checkpoint, device=args.device)  # fails here on a bad checkpoint
+    print(f"digitlab: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 # ------------------------------------------------------------------------------ models/recipes

@@ -1,0 +1,192 @@
+// The draw-a-digit page: a canvas drawn with pointer events (mouse, pen or touch), sent to
+// POST /predict as a PNG; the answer fills the digit, the bar chart and the 28×28 view.
+"use strict";
+
+const PEN_WIDTH = 22; // canvas pixels: on a 280 px canvas, strokes as thick as MNIST's
+const PAPER = "#ffffff";
+const INK = "#111111";
+
+const canvas = document.getElementById("canvas");
+const pen = canvas.getContext("2d");
+const view = document.getElementById("view").getContext("2d");
+const predictionBox = document.getElementById("prediction");
+const statusLine = document.getElementById("status");
+const modelLine = document.getElementById("model");
+const bars = buildBars(document.getElementById("bars"));
+
+// Every request gets a number; an answer arriving after Clear (or a newer request) is stale.
+let latestRequest = 0;
+let drawing = false;
+
+function buildBars(list) {
+  const rows = [];
+  for (let digit = 0; digit < 10; digit++) {
+    const item = document.createElement("li");
+    item.innerHTML =
+      `<span class="label">${digit}</span>` +
+      `<span class="track"><span class="fill"></span></span>` +
+      `<span class="percent"></span>`;
+    list.appendChild(item);
+    rows.push(item);
+  }
+  return rows;
+}
+
+function clearAll() {
+  latestRequest++;
+  pen.fillStyle = PAPER;
+  pen.fillRect(0, 0, canvas.width, canvas.height);
+  pen.fillStyle = INK;
+  view.clearRect(0, 0, 28, 28);
+  predictionBox.textContent = "";
+  statusLine.textContent = "Draw a digit, then press Predict.";
+  showProbabilities(null);
+}
+
+// --- drawing ---------------------------------------------------------------------------
+
+function canvasPoint(event) {
+  // The canvas may be shown smaller than its 280 px (phones): scale back to canvas pixels.
+  const box = canvas.getBoundingClientRect();
+  return {
+    x: ((event.clientX - box.left) * canvas.width) / box.width,
+    y: ((event.clientY - box.top) * canvas.height) / box.height,
+  };
+}
+
+function startStroke(event) {
+  drawing = true;
+  canvas.setPointerCapture(event.pointerId);
+  const { x, y } = canvasPoint(event);
+  // A tap leaves a dot: drawn as a disc, since Chrome draws no caps on a zero-length line.
+  pen.beginPath();
+  pen.arc(x, y, PEN_WIDTH / 2, 0, 2 * Math.PI);
+  pen.fill();
+  pen.beginPath();
+  pen.moveTo(x, y);
+}
+
+function continueStroke(event) {
+  if (!drawing) return;
+  const { x, y } = canvasPoint(event);
+  pen.lineTo(x, y);
+  pen.stroke();
+}
+
+function endStroke() {
+  drawing = false;
+}
+
+// --- predicting ------------------------------------------------------------------------
+
+async function predict(body, headers) {
+  const request = ++latestRequest;
+  statusLine.textContent = "Thinking…";
+  let answer;
+  let ok = false;
+  try {
+    const response = await fetch("predict", { method: "POST", body, headers });
+    ok = response.ok;
+    answer = await response.json();
+  } catch (error) {
+    answer = { detail: `cannot reach the server (${error.message})` };
+  }
+  if (request !== latestRequest) return;
+  if (ok) showAnswer(answer);
+  else showError(answer.detail);
+}
+
+function predictDrawing() {
+  const image = canvas.toDataURL("image/png");
+  predict(JSON.stringify({ image }), { "Content-Type": "application/json" });
+}
+
+async function predictUpload(file) {
+  await showOnCanvas(file);
+  const form = new FormData();
+  form.append("file", file);
+  predict(form, {}); // the browser sets the multipart Content-Type itself
+}
+
+async function showOnCanvas(file) {
+  // Draw the photo on the canvas (fitted, centred) so the user sees what was sent.
+  clearAll();
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+    const width = bitmap.width * scale;
+    const height = bitmap.height * scale;
+    pen.drawImage(bitmap, (canvas.width - width) / 2, (canvas.height - height) / 2, width, height);
+  } catch {
+    // Not something the browser can show; the server still says what it makes of it.
+  }
+}
+
+// --- showing the answer ----------------------------------------------------------------
+
+function showAnswer(answer) {
+  modelLine.textContent = `model: ${answer.model} · ${answer.latency_ms.toFixed(1)} ms on the server`;
+  if (answer.digit === null) {
+    predictionBox.textContent = "";
+    statusLine.textContent = capitalise(answer.reason);
+    showProbabilities(null);
+    view.clearRect(0, 0, 28, 28);
+    return;
+  }
+  predictionBox.textContent = String(answer.digit);
+  statusLine.textContent = `${(answer.probability * 100).toFixed(1)}% sure`;
+  showProbabilities(answer.probabilities, answer.digit);
+  showView(answer.view);
+}
+
+function showError(detail) {
+  predictionBox.textContent = "";
+  statusLine.textContent = capitalise(detail || "something went wrong");
+  showProbabilities(null);
+}
+
+function showProbabilities(probabilities, best) {
+  bars.forEach((row, digit) => {
+    const p = probabilities ? probabilities[digit] : 0;
+    row.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
+    row.querySelector(".percent").textContent = probabilities ? `${Math.round(p * 100)}%` : "";
+    row.classList.toggle("best", digit === best);
+  });
+}
+
+function showView(rows) {
+  const image = view.createImageData(28, 28);
+  rows.flat().forEach((level, i) => {
+    image.data.set([level, level, level, 255], i * 4);
+  });
+  view.putImageData(image, 0, 0);
+}
+
+function capitalise(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+// --- wiring ------------------------------------------------------------------------------
+
+pen.lineWidth = PEN_WIDTH;
+pen.lineCap = "round";
+pen.lineJoin = "round";
+pen.strokeStyle = INK;
+
+canvas.addEventListener("pointerdown", startStroke);
+canvas.addEventListener("pointermove", continueStroke);
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+document.getElementById("predict").addEventListener("click", predictDrawing);
+document.getElementById("clear").addEventListener("click", clearAll);
+document.getElementById("upload").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) predictUpload(file);
+  event.target.value = ""; // choosing the same file again still triggers a change
+});
+
+clearAll();
+fetch("health")
+  .then((response) => response.json())
+  .then((health) => (modelLine.textContent = `model: ${health.model}`))
+  .catch(() => (modelLine.textContent = "the server is not reachable"));

@@ -1,0 +1,425 @@
+"""The REST API through FastAPI's TestClient: every route and every error path.
+
+A real lenet is trained for one epoch (serve_helpers.quick_run) and served; digits come from
+the MNIST test set, sent as pixels, as PNG/JPEG uploads and as base64 JSON.
+"""
+
+import asyncio
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from serve_helpers import quick_run
+from starlette.exceptions import HTTPException
+
+from digitlab.data import MNIST
+from digitlab.errors import CheckpointError
+from digitlab.predict import Predictor
+from digitlab.serve import create_app
+from digitlab.serve.app import MAX_BODY_BYTES
+from digitlab.serve.batching import BatchingPredictor
+from digitlab.serve.limits import BodySizeLimit
+
+REQUIRED_IDS = ("canvas", "predict", "clear", "prediction")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, mnist: MNIST) -> Path:
+    return quick_run(tmp_path_factory, mnist)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(run_dir)) as client:  # `with` runs the lifespan
+        yield client
+
+
+@pytest.fixture(scope="module")
+def digits(mnist: MNIST) -> list[tuple[np.ndarray, int]]:
+    """The first test digit of each class: (28×28 uint8 white on black, label)."""
+    firsts = [int(np.flatnonzero(mnist.test_labels.numpy() == d)[0]) for d in range(10)]
+    return [(mnist.test_images[i].numpy(), int(mnist.test_labels[i])) for i in firsts]
+
+
+def as_photo(digit: np.ndarray, image_format: str = "PNG", scale: int = 5) -> bytes:
+    """The digit as a user's picture: dark ink on light paper, upscaled."""
+    image = Image.fromarray(255 - digit).resize((28 * scale,) * 2, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (200, 200), 255).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def assert_is_prediction(answer: dict, label: int) -> None:
+    assert answer["digit"] == label
+    assert answer["reason"] is None
+    assert len(answer["probabilities"]) == 10
+    assert sum(answer["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+    assert answer["probability"] == max(answer["probabilities"])
+    assert [c["digit"] for c in answer["top3"]][0] == label
+    assert [c["probability"] for c in answer["top3"]] == sorted(
+        (c["probability"] for c in answer["top3"]), reverse=True
+    )
+    view = np.array(answer["view"])
+    assert view.shape == (28, 28) and view.min() >= 0 and view.max() == 255
+    assert answer["model"] == "lenet"
+    assert answer["latency_ms"] > 0
+
+
+# --- the routes --------------------------------------------------------------------------
+
+
+def test_health_names_the_model(client: TestClient, run_dir: Path) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model": "lenet",
+        "checkpoint": str(run_dir / "model.safetensors"),
+    }
+
+
+def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/predict"]["post"]
+    assert set(predict["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"200", "413", "415", "422"} <= set(predict["responses"])
+    assert "/health" in schema["paths"]
+
+
+def test_docs_page_is_served(client: TestClient) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert "openapi.json" in response.text
+
+
+def test_page_has_the_elements_and_no_external_resources(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for element in REQUIRED_IDS:
+        assert f'id="{element}"' in page.text
+    for asset in ("static/app.js", "static/style.css"):
+        assert asset in page.text
+        served = client.get(f"/{asset}")
+        assert served.status_code == 200
+        # No CDN: the page must work offline, so nothing is fetched from another host.
+        assert "http://" not in served.text and "https://" not in served.text
+    assert "http://" not in page.text and "https://" not in page.text
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+
+def test_pixels_json_predicts_each_digit(client: TestClient, digits) -> None:
+    for pixels, label in digits:
+        response = client.post("/predict", json={"pixels": pixels.tolist()})
+        assert response.status_code == 200
+        answer = response.json()
+        assert_is_prediction(answer, label)
+        # Pixels already in MNIST format are what the model sees, unchanged.
+        assert answer["view"] == pixels.tolist()
+
+
+def test_png_upload_predicts_each_digit(client: TestClient, digits) -> None:
+    for pixels, label in digits:
+        upload = {"file": ("digit.png", as_photo(pixels), "image/png")}
+        response = client.post("/predict", files=upload)
+        assert response.status_code == 200
+        assert_is_prediction(response.json(), label)
+
+
+def test_base64_jpeg_and_data_url_predict(client: TestClient, digits) -> None:
+    pixels, label = digits[3]
+    encoded = base64.b64encode(as_photo(pixels, "JPEG")).decode()
+    for image in (encoded, f"data:image/jpeg;base64,{encoded}"):
+        response = client.post("/predict", json={"image": image})
+        assert response.status_code == 200
+        assert_is_prediction(response.json(), label)
+
+
+def test_blank_image_gives_no_digit_and_a_reason(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("blank.png", blank_png(), "image/png")})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["digit"] is None
+    assert "blank" in answer["reason"]
+    assert answer["probabilities"] is None and answer["top3"] is None and answer["view"] is None
+    assert answer["model"] == "lenet"
+
+
+def test_black_pixels_give_no_digit_and_a_reason(client: TestClient) -> None:
+    response = client.post("/predict", json={"pixels": [[0] * 28] * 28})
+    assert response.status_code == 200
+    assert response.json()["digit"] is None
+    assert "no digit" in response.json()["reason"]
+
+
+# --- 422: content that is invalid ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        ([[0] * 28] * 27, "got shape (27, 28)"),
+        ([[0] * 28] * 27 + [[0] * 27], "rows have different lengths"),
+        ([[0] * 28] * 27 + [[0] * 27 + [256]], "from 0 to 256"),
+        ([[0] * 28] * 27 + [[0] * 27 + [-1]], "from -1 to 0"),
+        ([[0] * 28] * 27 + [[0] * 27 + [0.5]], "valid integer"),
+        ([[0] * 28] * 27 + [[0] * 27 + ["x"]], "valid integer"),
+        ([0] * 784, "pixels must be 28 rows of 28 integers"),
+    ],
+    ids=["27-rows", "ragged", "too-bright", "negative", "fraction", "string", "flat"],
+)
+def test_wrong_pixels_are_422(client: TestClient, pixels: list, message: str) -> None:
+    response = client.post("/predict", json={"pixels": pixels})
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_upload_that_is_not_an_image_is_422(client: TestClient) -> None:
+    # Decided: the bytes decide, not the part's declared type, so junk in a supported body
+    # format is invalid content (422), like malformed JSON; 415 is for the body's own type.
+    for declared in ("image/png", "text/plain"):
+        upload = {"file": ("notes.png", b"these are not pixels", declared)}
+        response = client.post("/predict", files=upload)
+        assert response.status_code == 422
+        assert "not an image" in response.json()["detail"]
+
+
+def test_truncated_png_is_422(client: TestClient, digits) -> None:
+    png = as_photo(digits[0][0])
+    response = client.post("/predict", files={"file": ("cut.png", png[: len(png) // 2])})
+    assert response.status_code == 422
+    assert "truncated or corrupt" in response.json()["detail"]
+
+
+def test_empty_upload_is_422(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("empty.png", b"", "image/png")})
+    assert response.status_code == 422
+    assert "empty" in response.json()["detail"]
+
+
+def test_invalid_base64_is_422(client: TestClient) -> None:
+    response = client.post("/predict", json={"image": "not base64!"})
+    assert response.status_code == 422
+    assert "not valid base64" in response.json()["detail"]
+
+
+def test_base64_of_something_else_is_422(client: TestClient) -> None:
+    response = client.post("/predict", json={"image": base64.b64encode(b"hello").decode()})
+    assert response.status_code == 422
+    assert "not an image" in response.json()["detail"]
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/predict", content=b'{"pixels": [[0, 1', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, 'exactly one of "pixels" or "image"'),
+        ({"pixels": [[0] * 28] * 28, "image": "AAAA"}, 'exactly one of "pixels" or "image"'),
+        ({"picture": "AAAA"}, "picture: Extra inputs are not permitted"),
+        ([1, 2, 3], "the JSON body: Input should be an object"),
+    ],
+    ids=["missing", "both", "unknown-field", "not-an-object"],
+)
+def test_json_without_exactly_one_field_is_422(client: TestClient, body, message: str) -> None:
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_multipart_without_the_file_field_is_422(client: TestClient, digits) -> None:
+    upload = {"image": ("digit.png", as_photo(digits[0][0]), "image/png")}
+    response = client.post("/predict", files=upload)
+    assert response.status_code == 422
+    assert "field 'file'" in response.json()["detail"]
+
+
+def test_multipart_with_a_text_field_instead_of_a_file_is_422(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": (None, "just text")})
+    assert response.status_code == 422
+    assert "field 'file'" in response.json()["detail"]
+
+
+def test_malformed_multipart_is_422(client: TestClient) -> None:
+    headers = {"content-type": "multipart/form-data"}  # no boundary
+    response = client.post("/predict", content=b"--x\r\n", headers=headers)
+    assert response.status_code == 422
+    assert "cannot read the multipart body" in response.json()["detail"]
+
+
+# --- 415: a body type we don't read ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "image/png", "application/x-www-form-urlencoded", None]
+)
+def test_unsupported_content_type_is_415(client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/predict", content=b"7", headers=headers)
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["detail"]
+
+
+# --- 413: too large ----------------------------------------------------------------------------
+
+
+def test_declared_oversize_body_is_413(client: TestClient) -> None:
+    body = b"x" * (MAX_BODY_BYTES + 1)
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than the 16 MB limit" in response.json()["detail"]
+
+
+def test_chunked_oversize_body_is_413(client: TestClient) -> None:
+    chunk = b"x" * (1024 * 1024)
+    chunks = (chunk for _ in range(MAX_BODY_BYTES // len(chunk) + 1))  # no Content-Length
+    response = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than the 16 MB limit" in response.json()["detail"]
+
+
+def test_size_limit_stops_reading_at_the_limit() -> None:
+    """A chunked body is refused on the chunk that crosses the limit, not after the last."""
+    chunks_read = 0
+    sent: list[dict] = []
+
+    async def endless_body() -> dict:
+        nonlocal chunks_read
+        chunks_read += 1
+        return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+    async def app(scope, receive, send) -> None:
+        while (await receive())["more_body"]:
+            pass
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    limited = BodySizeLimit(app, limit=1000)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    with pytest.raises(HTTPException) as raised:
+        asyncio.run(limited(scope, endless_body, send))
+    assert raised.value.status_code == 413
+    assert chunks_read == 11  # 1,100 bytes: the first chunk past 1,000
+
+
+# --- other failures ------------------------------------------------------------------------
+
+
+def test_wrong_method_is_a_json_405(client: TestClient) -> None:
+    response = client.get("/predict")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_a_bug_gives_json_500_and_the_server_keeps_serving(run_dir: Path, digits) -> None:
+    with TestClient(create_app(run_dir), raise_server_exceptions=False) as client:
+        predictor = client.app.state.predictor  # type: ignore[attr-defined]
+        working = predictor.predict_tensor
+
+        def broken(pixels: torch.Tensor) -> None:
+            raise RuntimeError("simulated bug")
+
+        predictor.predict_tensor = broken
+        pixels, label = digits[0]
+        response = client.post("/predict", json={"pixels": pixels.tolist()})
+        assert response.status_code == 500
+        assert "internal server error" in response.json()["detail"]
+        predictor.predict_tensor = working
+        assert client.post("/predict", json={"pixels": pixels.tolist()}).json()["digit"] == label
+
+
+# --- batching --------------------------------------------------------------------------------
+
+
+def test_concurrent_predictions_share_one_forward_pass(run_dir: Path, digits) -> None:
+    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors", "cpu")
+    batch_sizes: list[int] = []
+    predict_tensor = predictor.predict_tensor
+
+    def counting(pixels: torch.Tensor):
+        batch_sizes.append(len(pixels))
+        return predict_tensor(pixels)
+
+    predictor.predict_tensor = counting  # type: ignore[method-assign]
+    batcher = BatchingPredictor(predictor)
+    inputs = [torch.from_numpy(pixels).float().div(255).unsqueeze(0) for pixels, _ in digits]
+
+    async def predict_all():
+        together = await asyncio.gather(*(batcher.predict(p) for p in inputs))
+        alone = await batcher.predict(inputs[0])
+        return together, alone
+
+    together, alone = asyncio.run(predict_all())
+    assert batch_sizes == [10, 1]  # ten concurrent requests, one pass; a lone one is not held
+    assert [p.digit for p in together] == [label for _, label in digits]
+    assert alone.digit == together[0].digit
+    # Batched arithmetic may round differently in the last bits, nothing more.
+    assert alone.probabilities == pytest.approx(together[0].probabilities, abs=1e-6)
+
+
+def test_a_failing_batch_fails_each_of_its_requests(run_dir: Path) -> None:
+    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors", "cpu")
+
+    def broken(pixels: torch.Tensor):
+        raise RuntimeError("simulated bug")
+
+    predictor.predict_tensor = broken  # type: ignore[method-assign]
+    batcher = BatchingPredictor(predictor)
+
+    async def predict_three():
+        calls = (batcher.predict(torch.zeros(1, 28, 28)) for _ in range(3))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(predict_three())
+    assert [str(r) for r in results] == ["simulated bug"] * 3
+
+
+# --- the app factory and its lifespan ------------------------------------------------------
+
+
+def test_missing_checkpoint_fails_before_serving(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        create_app(tmp_path / "no-such-run")
+
+
+def test_model_is_loaded_once_in_the_lifespan(run_dir: Path, monkeypatch) -> None:
+    import digitlab.serve.app as app_module
+
+    loads: list[Path] = []
+    real_load = app_module.Predictor.from_checkpoint
+
+    def counting_load(path: Path, device: str = "auto"):
+        loads.append(path)
+        return real_load(path, device)
+
+    monkeypatch.setattr(app_module.Predictor, "from_checkpoint", counting_load)
+    app = create_app(run_dir)
+    assert loads == []  # not at creation: at startup
+    with TestClient(app) as client:
+        # torch's thread count is per OS thread (OpenMP): ask the event loop's, which runs
+        # every forward pass. One thread serves tiny batches fastest.
+        assert client.portal.call(torch.get_num_threads) == 1  # type: ignore[union-attr]
+        for _ in range(3):
+            client.post("/predict", json={"pixels": [[0] * 28] * 28})
+    assert loads == [run_dir / "model.safetensors"]

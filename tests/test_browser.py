@@ -181,3 +181,31 @@ def test_hand_drawn_two_and_screenshot(page: playwright.Page, tmp_path: Path) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=path, full_page=True)
     assert 0 < path.stat().st_size < MAX_SCREENSHOT_BYTES
+
+
+def test_api_docs_render_offline(browser: playwright.Browser, server_url: str) -> None:
+    """Swagger UI at /docs draws the API from local files only: any other host is refused."""
+    page = browser.new_page(viewport=VIEWPORT)
+    elsewhere: list[str] = []
+
+    def only_this_server(route: playwright.Route) -> None:
+        if route.request.url.startswith(f"{server_url}/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    try:
+        page.goto(f"{server_url}/docs")
+        predict = page.locator(".opblock-post", has_text="/predict")
+        playwright.expect(predict).to_contain_text("Recognise one handwritten digit")
+        playwright.expect(page.locator(".opblock-get", has_text="/health")).to_be_visible()
+        # Opening the operation shows both request bodies from the OpenAPI 3.1 schema.
+        predict.locator(".opblock-summary").click()
+        playwright.expect(predict.locator(".body-param-content-type select")).to_contain_text(
+            "multipart/form-data"
+        )
+        assert elsewhere == []
+    finally:
+        page.close()

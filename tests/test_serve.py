@@ -7,6 +7,9 @@ the MNIST test set, sent as pixels, as PNG/JPEG uploads and as base64 JSON.
 import asyncio
 import base64
 import io
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from serve_helpers import quick_run
 from starlette.exceptions import HTTPException
 
 from digitlab.data import MNIST
-from digitlab.errors import CheckpointError
+from digitlab.errors import CheckpointError, ConfigError
 from digitlab.predict import Predictor
 from digitlab.serve import create_app
 from digitlab.serve.app import MAX_BODY_BYTES
@@ -98,10 +101,53 @@ def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
     assert "/health" in schema["paths"]
 
 
-def test_docs_page_is_served(client: TestClient) -> None:
+def test_docs_page_is_served_without_a_cdn(client: TestClient) -> None:
     response = client.get("/docs")
     assert response.status_code == 200
-    assert "openapi.json" in response.text
+    assert "'/openapi.json'" in response.text
+    assets = re.findall(r'(?:src|href)="([^"]*)"', response.text)
+    assert len(assets) == 3  # Swagger UI's script, its stylesheet, the favicon
+    for url in assets:
+        # Offline means every asset is a path on this server, none on another host.
+        assert url.startswith("/docs/assets/"), url
+    assert "http" not in response.text and "cdn" not in response.text
+    for name, media_type, min_bytes in [
+        ("swagger-ui-bundle.js", "text/javascript", 500_000),
+        ("swagger-ui.css", "text/css", 50_000),
+        ("favicon-32x32.png", "image/png", 100),
+    ]:
+        assert f'"/docs/assets/{name}"' in response.text
+        served = client.get(f"/docs/assets/{name}")
+        assert served.status_code == 200
+        assert served.headers["content-type"].startswith(media_type)
+        assert len(served.content) > min_bytes
+
+
+def test_docs_oauth2_redirect_is_served(client: TestClient) -> None:
+    response = client.get("/docs/oauth2-redirect")
+    assert response.status_code == 200
+    assert "oauth2" in response.text
+    assert "oauth2RedirectUrl: window.location.origin + '/docs/oauth2-redirect'" in (
+        client.get("/docs").text
+    )
+
+
+def test_redoc_is_not_served(client: TestClient) -> None:
+    # ReDoc would need a CDN; one docs page that works offline is enough.
+    assert client.get("/redoc").status_code == 404
+
+
+def test_uvicorn_uses_httptools_and_uvloop(run_dir: Path) -> None:
+    """The serve extra installs both; uvicorn's defaults ("auto"), which `digitlab serve`
+    keeps, then pick them over the slower pure-Python h11 parser and asyncio loop."""
+    import uvicorn
+    import uvloop
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    config = uvicorn.Config(create_app(run_dir))
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    assert config.get_loop_factory() is uvloop.new_event_loop
 
 
 def test_page_has_the_elements_and_no_external_resources(client: TestClient) -> None:
@@ -401,6 +447,59 @@ def test_a_failing_batch_fails_each_of_its_requests(run_dir: Path) -> None:
 def test_missing_checkpoint_fails_before_serving(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         create_app(tmp_path / "no-such-run")
+
+
+def damaged_copy(run_dir: Path, to: Path, keep_bytes: int) -> Path:
+    """A run folder whose model.safetensors is cut after `keep_bytes` (negative: from the end)."""
+    to.mkdir()
+    data = (run_dir / "model.safetensors").read_bytes()
+    (to / "model.safetensors").write_bytes(data[:keep_bytes])
+    return to
+
+
+@pytest.mark.parametrize("keep_bytes", [-1, 1000, 0], ids=["last-byte", "header", "empty"])
+def test_truncated_checkpoint_fails_before_serving(
+    run_dir: Path, tmp_path: Path, keep_bytes: int
+) -> None:
+    damaged = damaged_copy(run_dir, tmp_path / "damaged", keep_bytes)
+    with pytest.raises(CheckpointError, match="not a valid digitlab checkpoint"):
+        create_app(damaged)
+
+
+def test_checkpoint_that_does_not_fit_its_model_fails_before_serving(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    source = run_dir / "model.safetensors"
+    with safe_open(str(source), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(source)
+    tensors.pop(next(iter(tensors)))  # a weight missing: the file is fine, the model is not
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="does not fit model 'lenet'"):
+        create_app(tmp_path)
+
+
+def test_unknown_device_fails_before_serving(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown device 'abacus'"):
+        create_app(run_dir, device="abacus")
+
+
+def test_serve_with_a_damaged_checkpoint_prints_one_line(run_dir: Path, tmp_path: Path) -> None:
+    damaged = damaged_copy(run_dir, tmp_path / "damaged", -1)
+    command = [sys.executable, "-m", "digitlab", "serve", "--checkpoint", str(damaged)]
+    finished = subprocess.run(
+        command + ["--port", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 1
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert lines[0].startswith("digitlab: ")
+    assert "not a valid digitlab checkpoint" in lines[0]
+    assert str(damaged / "model.safetensors") in lines[0]
 
 
 def test_model_is_loaded_once_in_the_lifespan(run_dir: Path, monkeypatch) -> None:

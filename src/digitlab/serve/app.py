@@ -17,10 +17,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 import digitlab
+from digitlab.checkpoint import load_model
+from digitlab.device import select_device
 from digitlab.errors import ImageError
 from digitlab.predict import Predictor
 from digitlab.runs import resolve_checkpoint
 from digitlab.serve.batching import BatchingPredictor
+from digitlab.serve.docs import add_offline_docs
 from digitlab.serve.inputs import UNPROCESSABLE
 from digitlab.serve.limits import BodySizeLimit
 from digitlab.serve.routes import STATIC_DIR, router
@@ -43,19 +46,28 @@ def create_app(
 ) -> FastAPI:
     """The app serving `checkpoint` (a run folder or .safetensors file; None = newest run).
 
-    The checkpoint is located now, so a wrong path fails before the server starts (with
-    CheckpointError), and loaded once when the server starts. `threads` sets torch's CPU
-    threads for the server process (None keeps torch's default): one request is one tiny
-    forward pass, which a single thread runs fastest.
+    The checkpoint and the device are checked now, so a missing, damaged or unfitting
+    checkpoint or an unusable device fails before the server starts (with CheckpointError or
+    ConfigError, which `digitlab serve` prints as one line), and the model is loaded for
+    serving once, when the server starts. `threads` sets torch's CPU threads for the server
+    process (None keeps torch's default): one request is one tiny forward pass, which a single
+    thread runs fastest.
     """
     checkpoint_file = resolve_checkpoint(checkpoint)
+    select_device(device)
+    # Read and fitted on the CPU, then dropped: a fraction of a second, against the uvicorn
+    # traceback the same error would give from inside the lifespan.
+    load_model(checkpoint_file, "cpu")
     app = FastAPI(
         title="digitlab",
         version=digitlab.__version__,
         summary="Recognise handwritten digits with a model trained by digitlab.",
         lifespan=_lifespan(checkpoint_file, device, threads),
+        docs_url=None,  # add_offline_docs serves /docs without a CDN
+        redoc_url=None,
     )
     app.include_router(router)
+    add_offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     app.add_exception_handler(ImageError, _invalid_image)

@@ -508,9 +508,9 @@ def test_model_is_loaded_once_in_the_lifespan(run_dir: Path, monkeypatch) -> Non
     loads: list[Path] = []
     real_load = app_module.Predictor.from_checkpoint
 
-    def counting_load(path: Path, device: str = "auto"):
+    def counting_load(path: Path, *args, **kwargs):
         loads.append(path)
-        return real_load(path, device)
+        return real_load(path, *args, **kwargs)
 
     monkeypatch.setattr(app_module.Predictor, "from_checkpoint", counting_load)
     app = create_app(run_dir)

@@ -15,8 +15,9 @@ from torch import nn
 
 from digitlab.checkpoint import load_model
 from digitlab.device import select_device
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 
+RUNTIMES = ("torch", "onnx")  # what runs the model: PyTorch, or ONNX Runtime on the CPU
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -45,7 +46,16 @@ class Predictor:
         self.device = device
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: str = "auto") -> "Predictor":
+    def from_checkpoint(
+        cls, path: Path, device: str = "auto", runtime: str = "torch"
+    ) -> "Predictor":
+        """`runtime="onnx"` exports the model to ONNX in memory and runs it with ONNX Runtime."""
+        check_runtime(runtime, device)
+        if runtime == "onnx":
+            from digitlab.export import load_onnx_model
+
+            onnx_model, metadata = load_onnx_model(path, device)
+            return cls(onnx_model, metadata, torch.device("cpu"))
         torch_device = select_device(device)
         model, metadata = load_model(path, torch_device)
         return cls(model, metadata, torch_device)
@@ -59,6 +69,16 @@ class Predictor:
         """Predict float digits (N, 1, 28, 28) in [0, 1], white ink on black (ToTensor format)."""
         probabilities = self.model(pixels.to(self.device)).float().exp().cpu()
         return [_to_prediction(p) for p in probabilities]
+
+
+def check_runtime(runtime: str, device: str = "auto") -> None:
+    """ConfigError now, rather than at load time, if `runtime` can't run on `device` here."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        from digitlab.export import check_onnx_runtime
+
+        check_onnx_runtime(device)
 
 
 @dataclass(frozen=True)

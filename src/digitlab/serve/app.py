@@ -20,7 +20,7 @@ import digitlab
 from digitlab.checkpoint import load_model
 from digitlab.device import select_device
 from digitlab.errors import ImageError
-from digitlab.predict import Predictor
+from digitlab.predict import Predictor, check_runtime
 from digitlab.runs import resolve_checkpoint
 from digitlab.serve.batching import BatchingPredictor
 from digitlab.serve.docs import add_offline_docs
@@ -43,6 +43,7 @@ def create_app(
     device: str = "auto",
     threads: int | None = 1,
     max_body_bytes: int = MAX_BODY_BYTES,
+    runtime: str = "torch",
 ) -> FastAPI:
     """The app serving `checkpoint` (a run folder or .safetensors file; None = newest run).
 
@@ -51,10 +52,11 @@ def create_app(
     ConfigError, which `digitlab serve` prints as one line), and the model is loaded for
     serving once, when the server starts. `threads` sets torch's CPU threads for the server
     process (None keeps torch's default): one request is one tiny forward pass, which a single
-    thread runs fastest.
+    thread runs fastest. `runtime="onnx"` serves with ONNX Runtime on the CPU (same threads).
     """
     checkpoint_file = resolve_checkpoint(checkpoint)
     select_device(device)
+    check_runtime(runtime, device)
     # Read and fitted on the CPU, then dropped: a fraction of a second, against the uvicorn
     # traceback the same error would give from inside the lifespan.
     load_model(checkpoint_file, "cpu")
@@ -62,7 +64,7 @@ def create_app(
         title="digitlab",
         version=digitlab.__version__,
         summary="Recognise handwritten digits with a model trained by digitlab.",
-        lifespan=_lifespan(checkpoint_file, device, threads),
+        lifespan=_lifespan(checkpoint_file, device, threads, runtime),
         docs_url=None,  # add_offline_docs serves /docs without a CDN
         redoc_url=None,
     )
@@ -75,7 +77,7 @@ def create_app(
     return app
 
 
-def _lifespan(checkpoint: Path, device: str, threads: int | None) -> Lifespan:
+def _lifespan(checkpoint: Path, device: str, threads: int | None, runtime: str) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         previous_threads = torch.get_num_threads()
@@ -83,7 +85,7 @@ def _lifespan(checkpoint: Path, device: str, threads: int | None) -> Lifespan:
             # Set in the event loop's thread, which runs every forward pass (batching.py):
             # with OpenMP the setting belongs to the thread that makes it.
             torch.set_num_threads(threads)
-        predictor = _load_warm(checkpoint, device)
+        predictor = _load_warm(checkpoint, device, runtime)
         app.state.predictor = predictor
         app.state.batcher = BatchingPredictor(predictor)
         app.state.checkpoint = str(checkpoint)
@@ -103,8 +105,8 @@ def _lifespan(checkpoint: Path, device: str, threads: int | None) -> Lifespan:
     return lifespan
 
 
-def _load_warm(checkpoint: Path, device: str) -> Predictor:
-    predictor = Predictor.from_checkpoint(checkpoint, device)
+def _load_warm(checkpoint: Path, device: str, runtime: str) -> Predictor:
+    predictor = Predictor.from_checkpoint(checkpoint, device, runtime)
     # One throwaway prediction, so the first real request doesn't pay for lazy set-up.
     predictor.predict_tensor(torch.zeros(1, 1, 28, 28))
     return predictor

@@ -64,3 +64,123 @@ class ConvolutionalNetwork(nn.Module):
 def lenet() -> nn.Module:
     """The seed notebook's network: conv 1→6 k3, pool, conv 6→16 k3, pool, fc 400→120→84→10."""
     return ConvolutionalNetwork()
+
+
+# Mean and standard deviation of the MNIST training pixels in [0, 1]; models normalise inside
+# `forward` so that exports and predictors feed raw [0, 1] images.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    """Store conv weights channels-last (NHWC), the layout oneDNN's fast CPU kernels use.
+
+    Measured on 2 CPU cores, it makes bncnn's training steps 1.5-3× faster and the simplecnn
+    models' ~7% faster; inputs may stay in the usual layout. `.to(device)`, `load_state_dict`
+    and `deepcopy` keep the layout.
+    """
+    # torch's type stubs omit Module.to's `memory_format` keyword, which it accepts at run time.
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+class BatchNormCNN(nn.Module):
+    """A compact BatchNorm CNN for CPU-fast training (26,914 parameters with the defaults).
+
+    Three unpadded conv → BN → ReLU stages and one linear layer. Pooling comes straight after the
+    first two convolutions, before BatchNorm and ReLU: on a 2-core CPU the elementwise passes
+    (BN, ReLU and their backward) cost more than the convolutions, and pooling first gives them
+    4× fewer values. Max-pooling commutes with ReLU and with BatchNorm's per-channel affine map
+    (when its scale is positive), so the reordering changes little but the cost. The first stage
+    is narrow for the same reason: its full-resolution passes cost the most per channel, and 8
+    channels train 1.3× faster than 16 while still reaching ~99.2% in two epochs.
+    """
+
+    def __init__(self, widths: tuple[int, int, int] = (8, 32, 64)) -> None:
+        super().__init__()
+        c1, c2, c3 = widths
+        # Convolutions feed BatchNorm, whose shift makes a conv bias redundant.
+        self.conv1 = nn.Conv2d(1, c1, 5, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.conv3 = nn.Conv2d(c2, c3, 3, bias=False)
+        self.bn3 = nn.BatchNorm2d(c3)
+        self.fc = nn.Linear(c3 * 3 * 3, 10)  # c3 channels × 3×3 after the third conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - MNIST_MEAN) / MNIST_STD
+        x = F.relu(self.bn1(F.max_pool2d(self.conv1(x), 2)))  # (N, 8, 12, 12)
+        x = F.relu(self.bn2(F.max_pool2d(self.conv2(x), 2)))  # (N, 32, 5, 5)
+        x = F.relu(self.bn3(self.conv3(x)))  # (N, 64, 3, 3)
+        return F.log_softmax(self.fc(x.flatten(1)), dim=1)
+
+
+@register_model
+def bncnn() -> nn.Module:
+    """Fast-recipe CNN: conv 1→8 k5, pool, conv 8→32 k3, pool, conv 32→64 k3, fc 576→10.
+
+    26,914 parameters.
+    """
+    return _channels_last(BatchNormCNN())
+
+
+class SimpleCNN(nn.Module):
+    """The "simple CNN" of An et al. (2020), "An Ensemble of Simple Convolutional Neural
+    Network Models for MNIST Digit Recognition" (arXiv:2008.10400).
+
+    A stack of unpadded k×k conv → BN → ReLU layers with no pooling, shrinking 28×28 by k-1 per
+    layer, then one bias-free linear layer followed by BatchNorm1d. The paper trains each with
+    Adam (lr 1e-3, ×0.98 per epoch), batch 120, random rotation ±20° and translation ±20%, and an
+    EMA (0.999) of the weights; single models reach ~99.8% and an ensemble ~99.9%.
+
+    One deliberate difference: the paper flattens the last feature map channels-last; flattening
+    channels-first only permutes the linear layer's inputs, so it is the same family of models.
+    """
+
+    def __init__(self, kernel_size: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        widths = (1, *channels)
+        # Bias-free convolutions: each feeds BatchNorm, whose shift makes the bias redundant.
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, kernel_size, bias=False)
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
+        side = 28 - len(channels) * (kernel_size - 1)  # each unpadded conv trims k-1 pixels
+        if side < 1:
+            raise ConfigError(f"{len(channels)} convs of size {kernel_size} do not fit 28×28")
+        self.fc = nn.Linear(channels[-1] * side * side, 10, bias=False)
+        self.fc_bn = nn.BatchNorm1d(10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.5) * 2.0  # the paper's input scaling, [0, 1] → [-1, 1]
+        for conv, bn in zip(self.convs, self.bns, strict=True):
+            x = F.relu(bn(conv(x)))  # e.g. (N, 32, 26, 26) after the first 3×3 conv
+        return F.log_softmax(self.fc_bn(self.fc(x.flatten(1))), dim=1)
+
+
+@register_model
+def simplecnn3() -> nn.Module:
+    """An et al.'s M3: ten 3×3 convs, 32→176 channels in steps of 16, 176×8×8 → fc 10.
+
+    1,124,180 parameters.
+    """
+    return _channels_last(SimpleCNN(3, (32, 48, 64, 80, 96, 112, 128, 144, 160, 176)))
+
+
+@register_model
+def simplecnn5() -> nn.Module:
+    """An et al.'s M5: five 5×5 convs, 32→160 channels in steps of 32, 160×8×8 → fc 10.
+
+    1,128,180 parameters.
+    """
+    return _channels_last(SimpleCNN(5, (32, 64, 96, 128, 160)))
+
+
+@register_model
+def simplecnn7() -> nn.Module:
+    """An et al.'s M7: four 7×7 convs, 48→192 channels in steps of 48, 192×4×4 → fc 10.
+
+    2,291,972 parameters.
+    """
+    return _channels_last(SimpleCNN(7, (48, 96, 144, 192)))

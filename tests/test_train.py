@@ -43,6 +43,16 @@ def test_same_seed_gives_identical_weights(mnist, tmp_path):
     assert not torch.equal(other.model.fc1.weight, first.model.fc1.weight)
 
 
+def test_augmentation_and_ema_change_the_result_deterministically(mnist, tmp_path):
+    plain = fit(make_config("default", **QUICK | {"model": "bncnn"}), mnist, tmp_path / "p")
+    runs = [fit(make_config("default", **QUICK | AUGMENTED), mnist, tmp_path / n) for n in "ab"]
+    assert_same_weights(weights(runs[0].model), weights(runs[1].model))
+    assert not torch.equal(runs[0].model.fc.weight, plain.model.fc.weight)
+    saved, _ = read_model_file(RunPaths(tmp_path / "a").model)
+    assert_same_weights(saved, weights(runs[0].model))  # the EMA weights are what is saved
+    assert "n_averaged" not in saved
+
+
 def test_history_measures_the_whole_epoch(mnist, tmp_path):
     result = fit(make_config("default", **QUICK), mnist, tmp_path)
     assert [h.epoch for h in result.history] == [1, 2]
@@ -63,9 +73,14 @@ def interrupt_at(epoch: int, step: int):
     return on_step
 
 
-@pytest.mark.parametrize("recipe", ["default", "seed"])
-def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, recipe):
-    config = make_config(recipe, **QUICK)
+AUGMENTED = {"model": "bncnn", "rotation": 10.0, "scale": 0.1, "translate": 0.1, "ema": 0.99}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "changes"), [("default", {}), ("seed", {}), ("default", AUGMENTED)]
+)
+def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, recipe, changes):
+    config = make_config(recipe, **QUICK | changes)
     uninterrupted = fit(config, mnist, tmp_path / "whole")
 
     run_dir = tmp_path / "interrupted"

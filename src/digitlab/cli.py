@@ -186,6 +186,10 @@ def _add_train(commands: Any) -> None:
     overrides.add_argument("--schedule", choices=SCHEDULES)
     overrides.add_argument("--weight-decay", type=float)
     overrides.add_argument("--label-smoothing", type=float)
+    overrides.add_argument("--rotation", type=float, help="augment: max rotation in degrees")
+    overrides.add_argument("--scale", type=float, help="augment: max zoom, e.g. 0.1 for ±10%%")
+    overrides.add_argument("--translate", type=float, help="augment: max shift, fraction of 28")
+    overrides.add_argument("--ema", type=float, help="moving average of weights, e.g. 0.999")
     overrides.add_argument("--seed", type=int)
     overrides.add_argument("--subset", type=_positive_int, help="train on the first N images only")
     overrides.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
@@ -206,6 +210,10 @@ _OVERRIDES = (
     "schedule",
     "weight_decay",
     "label_smoothing",
+    "rotation",
+    "scale",
+    "translate",
+    "ema",
     "seed",
     "subset",
     "threads",

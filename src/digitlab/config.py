@@ -25,6 +25,12 @@ class TrainConfig:
     schedule: str = "constant"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    # Random affine augmentation of each training batch (off when all three are 0).
+    rotation: float = 0.0  # max degrees, uniform in ±rotation
+    scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
+    translate: float = 0.0  # max shift as a fraction of the image size
+    ema: float | None = None  # decay of an exponential moving average of the weights, which
+    # is then what gets evaluated and saved (e.g. 0.999); None = plain weights
     shuffle: bool = True  # the notebook did not shuffle its DataLoader
     seed: int = 41
     eval_batch_size: int = 1000  # evaluation only; does not change results
@@ -88,6 +94,10 @@ def validate(config: TrainConfig) -> TrainConfig:
          f"{', '.join(SCHEDULES)}"),
         (config.weight_decay >= 0, "weight decay must not be negative"),
         (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+        (0 <= config.rotation <= 180, "rotation must be between 0 and 180 degrees"),
+        (0 <= config.scale < 1, "scale must be in [0, 1)"),
+        (0 <= config.translate < 1, "translate must be in [0, 1)"),
+        (config.ema is None or 0 < config.ema < 1, "ema must be in (0, 1), e.g. 0.999"),
         (config.subset is None or config.subset >= 1, "subset must be at least 1"),
         (config.threads is None or config.threads >= 1, "threads must be at least 1"),
         (config.device in ("auto", "cpu") or config.device.startswith("cuda"),

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import digitlab
+from digitlab.augment import AugmentConfig, random_affine
 from digitlab.checkpoint import (
     load_training_state,
     read_json,
@@ -130,7 +132,7 @@ def fit(
                     f"interrupted after epoch {run.progress.epoch}; the run is saved. "
                     f"Continue it with: digitlab train --resume {run_dir}"
                 )
-    return RunResult(run_dir, config, run.history, time.perf_counter() - started, run.model)
+    return RunResult(run_dir, config, run.history, time.perf_counter() - started, run.final_model)
 
 
 @dataclass
@@ -145,6 +147,9 @@ class _Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     order_rng: torch.Generator  # draws each epoch's shuffling order
+    augment: AugmentConfig | None  # random affine for training batches, or None
+    augment_rng: torch.Generator  # draws the random transforms of each batch
+    ema: AveragedModel | None  # moving average of the weights, when the config asks for one
     train_images: torch.Tensor
     train_labels: torch.Tensor
     progress: _Progress = field(default_factory=_Progress)
@@ -169,6 +174,9 @@ class _Training:
             optimizer=optimizer,
             scheduler=_make_scheduler(config, optimizer, steps),
             order_rng=torch.Generator().manual_seed(config.seed),
+            augment=_augment_config(config),
+            augment_rng=torch.Generator().manual_seed(config.seed + 1),
+            ema=_make_ema(config, model),
             train_images=train_images,
             train_labels=mnist.train_labels[: config.subset].to(device),
         )
@@ -212,8 +220,15 @@ class _Training:
                     f"is saved. Continue it with: digitlab train --resume {self.paths.root}"
                 )
 
+    @property
+    def final_model(self) -> nn.Module:
+        """What is evaluated and saved: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """One optimizer step; returns the batch's mean loss and its number of right answers."""
+        if self.augment is not None:
+            x = random_affine(x, self.augment, self.augment_rng)
         log_probs = self.model(x)
         loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
         loss_value = loss.item()
@@ -228,13 +243,15 @@ class _Training:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss_value, int((log_probs.argmax(1) == y).sum())
 
     def finish_epoch(self) -> EpochStats:
         """Evaluate on the test set, record the epoch and checkpoint it."""
         test_loss, test_accuracy = loss_and_accuracy(
             predict_log_probs(
-                self.model,
+                self.final_model,
                 self.mnist.test_images,
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
@@ -271,7 +288,7 @@ class _Training:
             "torch_version": torch.__version__,
             "data_checksum": DATA_CHECKSUM,
         }
-        save_model(self.paths.model, self.model, metadata)
+        save_model(self.paths.model, self.final_model, metadata)
         save_training_state(
             self.paths.train_state,
             {
@@ -280,8 +297,10 @@ class _Training:
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "progress": asdict(self.progress),
                 "history": [asdict(h) for h in self.history],
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": torch.get_rng_state(),
                 "order_rng": self.order_state,
+                "augment_rng": self.augment_rng.get_state(),
             },
         )
         write_json(self.paths.history, [asdict(h) for h in self.history])
@@ -293,8 +312,11 @@ class _Training:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             torch.set_rng_state(state["rng"])
             self.order_rng.set_state(state["order_rng"])
+            self.augment_rng.set_state(state["augment_rng"])
             self.progress = _Progress(**state["progress"])
             self.history = [EpochStats(**h) for h in state["history"]]
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -325,6 +347,19 @@ def _make_scheduler(
             optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
         )
     return None
+
+
+def _make_ema(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
+    if config.ema is None:
+        return None
+    # use_buffers: average BatchNorm's running statistics too, so they match the weights.
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+
+
+def _augment_config(config: TrainConfig) -> AugmentConfig | None:
+    if not (config.rotation or config.scale or config.translate):
+        return None
+    return AugmentConfig(rotation=config.rotation, scale=config.scale, translate=config.translate)
 
 
 def _epoch_order(n: int, shuffle: bool, generator: torch.Generator) -> torch.Tensor:

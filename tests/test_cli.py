@@ -20,7 +20,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
+def quick_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
     """One short real training run shared by the tests that need a checkpoint."""
     run_dir = tmp_path_factory.mktemp("runs") / "quick"
     argv = ["train", *QUICK_TRAIN, "--out", str(run_dir), "--json", "--data-dir", str(mnist_dir)]
@@ -56,8 +56,8 @@ def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
     assert "report" in lines[-1]
 
 
-def test_evaluate_json(trained_run, mnist_dir, capsys):
-    run_dir, metrics = trained_run
+def test_evaluate_json(quick_run, mnist_dir, capsys):
+    run_dir, metrics = quick_run
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
     assert code == 0
     result = json.loads(out)
@@ -68,8 +68,8 @@ def test_evaluate_json(trained_run, mnist_dir, capsys):
     assert code == 0 and f"{metrics['accuracy']:.2%}" in out
 
 
-def test_predict_index(trained_run, mnist_dir, tmp_path, capsys):
-    run_dir, _ = trained_run
+def test_predict_index(quick_run, mnist_dir, tmp_path, capsys):
+    run_dir, _ = quick_run
     png = tmp_path / "digit.png"
     argv = ["predict", "--checkpoint", run_dir, "--index", "100", "--data-dir", mnist_dir]
     code, out, _ = run_cli(capsys, *argv, "--json", "--save", png)
@@ -121,15 +121,15 @@ def test_missing_data_says_where_and_how(tmp_path, capsys, monkeypatch):
     assert code == 1 and "not a run folder" in err
 
 
-def test_predict_out_of_range_index(trained_run, mnist_dir, capsys):
-    run_dir, _ = trained_run
+def test_predict_out_of_range_index(quick_run, mnist_dir, capsys):
+    run_dir, _ = quick_run
     argv = ["predict", "--checkpoint", run_dir, "--index", "10000", "--data-dir", mnist_dir]
     code, _, err = run_cli(capsys, *argv)
     assert code == 1 and "between 0 and 9999" in err
 
 
-def test_tampered_checkpoint_is_one_line(trained_run, tmp_path, mnist_dir, capsys):
-    run_dir, _ = trained_run
+def test_tampered_checkpoint_is_one_line(quick_run, tmp_path, mnist_dir, capsys):
+    run_dir, _ = quick_run
     tampered = tmp_path / "model.safetensors"
     tampered.write_bytes(RunPaths(run_dir).model.read_bytes()[:5000])
     code, _, err = run_cli(capsys, "evaluate", tampered, "--data-dir", mnist_dir)
@@ -137,8 +137,8 @@ def test_tampered_checkpoint_is_one_line(trained_run, tmp_path, mnist_dir, capsy
     assert len(err.strip().splitlines()) == 1
 
 
-def test_resume_rejects_other_flags(trained_run, capsys):
-    run_dir, _ = trained_run
+def test_resume_rejects_other_flags(quick_run, capsys):
+    run_dir, _ = quick_run
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "3")
     assert code == 1 and "drop the other flags" in err
 
@@ -155,3 +155,28 @@ def test_console_script_and_module_entry_points():
         text=True,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_then_predict_with_onnx_runtime(quick_run, mnist_dir, tmp_path, capsys):
+    import onnx
+
+    run_dir, _ = quick_run
+    out = tmp_path / "exported" / "model.onnx"
+    code, stdout, _ = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", out)
+    assert code == 0 and str(out) in stdout
+    onnx.checker.check_model(onnx.load(out))
+    argv = ["predict", "--checkpoint", run_dir, "--index", "100", "--json", "--data-dir", mnist_dir]
+    torch_answer = json.loads(run_cli(capsys, *argv)[1])
+    onnx_answer = json.loads(run_cli(capsys, *argv, "--runtime", "onnx")[1])
+    assert onnx_answer["digit"] == torch_answer["digit"] == 6
+    assert abs(onnx_answer["probability"] - torch_answer["probability"]) < 1e-4
+
+
+def test_export_errors_are_one_line(quick_run, capsys):
+    run_dir, _ = quick_run
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(run_dir), "--format", "tflite", "--out", "x"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "export", "/nonexistent", "--format", "onnx", "--out", "x.onnx")
+    assert code == 1 and len(err.strip().splitlines()) == 1

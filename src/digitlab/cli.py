@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_predict,
         _add_serve,
+        _add_export,
         _add_models,
         _add_recipes,
     ):
@@ -109,6 +110,15 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         help="folder with the MNIST files (default: $DIGITLAB_DATA, else ~/.cache/digitlab/mnist)",
+    )
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="run the model with PyTorch, or export it to ONNX and run it with ONNX Runtime",
     )
 
 
@@ -367,6 +377,7 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--index", type=int, help="instead of files: an MNIST test-set index")
     predict.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_runtime(predict)
     predict.add_argument("--save", type=Path, metavar="PNG", help="with --index: write the digit")
     predict.add_argument(
         "--show",
@@ -390,7 +401,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         )
     if args.index is None and args.save is not None:
         raise ConfigError("--save goes with --index; for image files use --show DIR")
-    predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, args.device, runtime=args.runtime)
     if args.index is not None:
         return _predict_index(args, predictor)
     return _predict_files(args, predictor)
@@ -505,6 +517,7 @@ def _add_serve(commands: Any) -> None:
     )
     serve.add_argument("--port", type=_port, default=8000, help="TCP port")
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_runtime(serve)
 
 
 def _port(text: str) -> int:
@@ -519,9 +532,38 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from digitlab.serve import create_app
 
-    app = create_app(args.checkpoint, device=args.device)  # fails here on a bad checkpoint
+    app = create_app(
+        args.checkpoint, device=args.device, runtime=args.runtime
+    )  # fails here on a bad checkpoint
     print(f"digitlab: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- export
+
+
+def _add_export(commands: Any) -> None:
+    export = _command(
+        commands,
+        "export",
+        _run_export,
+        "export a trained model to ONNX or TorchScript, checked against PyTorch",
+    )
+    export.add_argument("checkpoint", type=Path, metavar="RUN_DIR|CHECKPOINT")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from digitlab.export import export_checkpoint
+    from digitlab.runs import resolve_checkpoint
+
+    path = export_checkpoint(resolve_checkpoint(args.checkpoint), args.out, args.format)
+    print(
+        f"wrote {path}: input 'pixels' float32 [N,1,28,28] in [0,1], "
+        "output 'log_probs' [N,10]; matches PyTorch within 1e-4"
+    )
     return 0
 
 

@@ -35,6 +35,8 @@ class TrainConfig:
     seed: int = 41
     eval_batch_size: int = 1000  # evaluation only; does not change results
     subset: int | None = None  # train on the first N training images (smoke tests, demos)
+    channels_last: bool = False  # NHWC memory layout: faster CPU convolution and pooling, but
+    # not bitwise the same arithmetic as the default layout (so `seed` keeps it off)
     threads: int | None = None  # torch CPU threads; None = torch's default (all cores)
     device: str = "auto"  # "auto" picks CUDA when present
 
@@ -53,17 +55,24 @@ RECIPES: dict[str, TrainConfig] = {
         recipe="seed", model="lenet", epochs=5, batch_size=10, lr=0.02,
         optimizer="adam", schedule="constant", shuffle=False, seed=41,
     ),
-    # The same network trained the modern way: shuffled batches of 128 and a one-cycle
-    # schedule, which reaches a higher accuracy in fewer, cheaper epochs.
+    # The same network trained the modern way: shuffled batches of 256 and a one-cycle
+    # schedule reach a higher accuracy in fewer, cheaper epochs; channels-last memory makes
+    # the CPU's convolutions and pooling faster (pooling was a quarter of the step).
     "default": TrainConfig(
-        recipe="default", model="lenet", epochs=4, batch_size=128, lr=0.01,
+        recipe="default", model="lenet", epochs=4, batch_size=256, lr=0.02,
+        optimizer="adam", schedule="onecycle", shuffle=True, seed=0, channels_last=True,
+    ),
+    # 99% in seconds on a CPU: a compact BatchNorm CNN, two one-cycle epochs.
+    "fast": TrainConfig(
+        recipe="fast", model="bncnn", epochs=2, batch_size=256, lr=0.02,
         optimizer="adam", schedule="onecycle", shuffle=True, seed=0,
     ),
 }  # fmt: skip
 
 RECIPE_NOTES = {
     "seed": "the notebook as it was: lenet, batch 10 unshuffled, Adam lr 0.02, 5 epochs, seed 41",
-    "default": "lenet, shuffled batch 128, Adam with a one-cycle schedule to lr 0.01",
+    "default": "lenet, shuffled batch 256, Adam with a one-cycle schedule to lr 0.02",
+    "fast": "bncnn (BatchNorm CNN), batch 256, Adam one-cycle to lr 0.02, 2 epochs",
 }
 
 

@@ -162,6 +162,8 @@ class _Training:
         device = select_device(config.device)
         torch.manual_seed(config.seed)  # before building the model: it fixes the initial weights
         model = create_model(config.model).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         train_images = mnist.train_images[: config.subset].to(device)
         optimizer = _make_optimizer(config, model)
         steps = math.ceil(len(train_images) / config.batch_size)

@@ -18,7 +18,11 @@ SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST folder: $DIGITLAB_DATA if set, else <repo>/../shared/data/mnist."""
-    path = Path(os.environ[ENV_VAR]).expanduser() if os.environ.get(ENV_VAR) else SHARED_MNIST
+    path = (
+        Path(os.environ[ENV_VAR]).expanduser().resolve()
+        if os.environ.get(ENV_VAR)
+        else SHARED_MNIST
+    )
     if not path.is_dir():
         pytest.fail(
             f"MNIST folder {path} not found; set {ENV_VAR} to a folder holding the four "

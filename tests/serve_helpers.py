@@ -1,7 +1,5 @@
-"""Shared by the serving tests: one quickly trained model per session, and a real server.
+"""Shared by the serving tests: a real server.
 
-`quick_run` trains the "default" recipe for one epoch (about 98% test accuracy) once per
-test session, into pytest's session folder, so test_serve.py and test_browser.py share it.
 `running_server` starts `digitlab serve` in a subprocess on a free loopback port and waits
 for /health.
 """
@@ -17,23 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-import pytest
-
-from digitlab.config import make_config
-from digitlab.data import MNIST
-from digitlab.runs import RunPaths
-from digitlab.train import fit
-
 SERVER_START_TIMEOUT = 60.0  # seconds; loading torch on a busy 2-core machine takes a few
 POLL_INTERVAL = 0.1
-
-
-def quick_run(tmp_path_factory: pytest.TempPathFactory, mnist: MNIST) -> Path:
-    """A run folder with a real lenet trained for one epoch, trained once per session."""
-    run_dir = tmp_path_factory.getbasetemp() / "quick-run"
-    if not RunPaths(run_dir).model.is_file():
-        fit(make_config("default", epochs=1, threads=2), mnist, run_dir)
-    return run_dir
 
 
 def free_port() -> int:

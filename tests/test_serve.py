@@ -1,6 +1,6 @@
 """The REST API through FastAPI's TestClient: every route and every error path.
 
-A real lenet is trained for one epoch (serve_helpers.quick_run) and served; digits come from
+A real lenet trained with the default recipe (conftest's `trained_run`) is served; digits come from
 the MNIST test set, sent as pixels, as PNG/JPEG uploads and as base64 JSON.
 """
 
@@ -18,7 +18,6 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import quick_run
 from starlette.exceptions import HTTPException
 
 from digitlab.data import MNIST
@@ -33,8 +32,8 @@ REQUIRED_IDS = ("canvas", "predict", "clear", "prediction")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, mnist: MNIST) -> Path:
-    return quick_run(tmp_path_factory, mnist)
+def run_dir(trained_run: Path) -> Path:
+    return trained_run
 
 
 @pytest.fixture(scope="module")

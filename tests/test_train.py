@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from notebook import ConvolutionalNetwork
 from torch import nn
 
 from digitlab.checkpoint import read_model_file
@@ -97,29 +97,6 @@ def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, re
     assert metadata["complete"] is True
 
 
-class NotebookNetwork(nn.Module):
-    """The seed notebook's class, verbatim apart from names."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 3, 1)
-        self.conv2 = nn.Conv2d(6, 16, 3, 1)
-        self.fc1 = nn.Linear(5 * 5 * 16, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, X):
-        X = F.relu(self.conv1(X))
-        X = F.max_pool2d(X, 2, 2)
-        X = F.relu(self.conv2(X))
-        X = F.max_pool2d(X, 2, 2)
-        X = X.view(-1, 16 * 5 * 5)
-        X = F.relu(self.fc1(X))
-        X = F.relu(self.fc2(X))
-        X = self.fc3(X)
-        return F.log_softmax(X, dim=1)
-
-
 def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     """The notebook's training loop (DataLoader of ToTensor images, batch 10, no shuffle)
     and the `seed` recipe take exactly the same optimizer steps."""
@@ -128,7 +105,7 @@ def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     dataset = torch.utils.data.TensorDataset(images.unsqueeze(1).float().div(255), labels)
 
     torch.manual_seed(41)
-    model = NotebookNetwork()
+    model = ConvolutionalNetwork()
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for X_train, y_train in torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=False):

@@ -88,6 +88,7 @@ def notebook_data_path_table(epochs: int) -> str:
     from digitlab.models import create_model
 
     mnist = load_mnist()
+    torch.set_num_threads(1)  # as `fit` does for batches this small; the same for both paths
 
     class PerSampleDataset(torch.utils.data.Dataset):
         """What torchvision's MNIST + ToTensor does per sample: uint8 → PIL → float tensor."""
@@ -135,7 +136,7 @@ def notebook_data_path_table(epochs: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["seed", "default"])
+    parser.add_argument("--recipes", nargs="*", default=["seed", "default", "fast"])
     parser.add_argument("--repeats", type=int, default=1, help="seeds per recipe (median time)")
     parser.add_argument("--notebook-epochs", type=int, default=5, help="0 skips that table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -147,7 +148,8 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     print(f"Machine: {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
-    print(recipe_table(args.recipes, args.repeats))
+    if args.recipes:
+        print(recipe_table(args.recipes, args.repeats))
     if args.notebook_epochs:
         print()
         print(notebook_data_path_table(args.notebook_epochs))

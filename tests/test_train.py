@@ -99,24 +99,34 @@ def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, re
 
 def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     """The notebook's training loop (DataLoader of ToTensor images, batch 10, no shuffle)
-    and the `seed` recipe take exactly the same optimizer steps."""
+    and the `seed` recipe take exactly the same optimizer steps.
+
+    Floating-point sums depend on how work is split across threads, so both run on one
+    thread, which is what `fit` uses for batches this small.
+    """
     images = mnist.train_images[:500]
     labels = mnist.train_labels[:500]
     dataset = torch.utils.data.TensorDataset(images.unsqueeze(1).float().div(255), labels)
 
-    torch.manual_seed(41)
-    model = ConvolutionalNetwork()
-    criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    for X_train, y_train in torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=False):
-        y_pred = model(X_train)
-        loss = criterion(y_pred, y_train)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(41)
+        model = ConvolutionalNetwork()
+        criterion = nn.CrossEntropyLoss()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+        for X_train, y_train in torch.utils.data.DataLoader(dataset, batch_size=10, shuffle=False):
+            y_pred = model(X_train)
+            loss = criterion(y_pred, y_train)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
 
     result = fit(make_config("seed", subset=500, epochs=1), mnist, tmp_path)
     assert_same_weights(weights(model), weights(result.model))
+    assert torch.get_num_threads() == threads  # fit restores the thread count
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):

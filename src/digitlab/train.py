@@ -113,15 +113,13 @@ def fit(
 ) -> RunResult:
     """Train `config` on `mnist`, writing checkpoints to `run_dir`; resume from it if asked."""
     started = time.perf_counter()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     run = _Training.start(config, mnist, RunPaths(run_dir))
     if resume:
         run.restore()
     else:
         write_json(run.paths.config, config.to_dict())
 
-    with _stop_requested_on_sigint() as stop_requested:
+    with _cpu_threads(config), _stop_requested_on_sigint() as stop_requested:
         while run.progress.epoch < config.epochs:
             run.train_epoch(stop_requested, on_step)
             stats = run.finish_epoch()
@@ -333,12 +331,33 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    # foreach: one multi-tensor kernel per update instead of a Python loop over parameters;
+    # a third faster at batch 10 on the CPU, and bitwise the same as the loop.
     params, lr, decay = model.parameters(), config.lr, config.weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay, foreach=True)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, foreach=True)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay, foreach=True
+    )
+
+
+SMALL_BATCH = 64  # below this, a step is too small to split across CPU threads
+
+
+@contextmanager
+def _cpu_threads(config: TrainConfig) -> Iterator[None]:
+    """Set torch's CPU threads for the run (and restore them after): the config's number, or
+    one thread for small batches, whose tiny operations lose more to thread hand-offs than
+    they gain (the seed recipe's batch of 10 trains faster on one core than on two)."""
+    previous = torch.get_num_threads()
+    threads = config.threads or (1 if config.batch_size < SMALL_BATCH else previous)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _make_scheduler(

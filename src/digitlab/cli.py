@@ -145,17 +145,23 @@ def _run_data(args: argparse.Namespace) -> int:
             f"downloaded {len(fetched)} file(s) to {root}" if fetched else f"all present in {root}"
         )
     statuses = data.verify_mnist(root)
+    print(f"MNIST folder: {root}")
     for status in statuses:
-        where = status.path or "missing"
+        where = f"  ({status.path})" if status.path else ""
+        print(f"  {status.spec.name:26} {status.problem or 'ok'}{where}")
+    if any(s.problem for s in statuses):
         print(
-            f"{status.spec.name:26} {'ok' if status.problem is None else status.problem}  ({where})"
+            "digitlab: some MNIST files are missing or damaged; run `digitlab data download`, "
+            f"or point {data.ENV_VAR} or --data-dir at a folder that has them",
+            file=sys.stderr,
         )
-    if args.action == "info" and all(s.problem is None for s in statuses):
+        return EXIT_ERROR
+    if args.action == "info":
         mnist = data.load_mnist(root)
         for split, labels in (("train", mnist.train_labels), ("test", mnist.test_labels)):
             counts = " ".join(f"{d}:{n}" for d, n in enumerate(data.class_counts(labels)))
             print(f"{split:5} {len(labels):6} images  {counts}")
-    return 0 if all(s.problem is None for s in statuses) else EXIT_ERROR
+    return 0
 
 
 def _download_bar() -> Callable[[str, int, int | None], None]:

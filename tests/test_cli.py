@@ -180,3 +180,16 @@ def test_export_errors_are_one_line(quick_run, capsys):
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
     code, _, err = run_cli(capsys, "export", "/nonexistent", "--format", "onnx", "--out", "x.onnx")
     assert code == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_models_and_recipes_list_the_registry(capsys):
+    from digitlab.config import RECIPES
+    from digitlab.models import count_parameters, create_model, list_models
+
+    code, out, _ = run_cli(capsys, "models")
+    lines = out.splitlines()
+    assert code == 0 and [line.split()[0] for line in lines] == list_models()
+    for name, line in zip(list_models(), lines, strict=True):
+        assert f"{count_parameters(create_model(name)):,} parameters" in line
+    code, out, _ = run_cli(capsys, "recipes")
+    assert [line.split()[0] for line in out.splitlines()] == list(RECIPES)

@@ -581,12 +581,11 @@ def _add_models(commands: Any) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from digitlab.models import count_parameters, create_model, list_models
+    from digitlab.models import count_parameters, create_model, describe_model, list_models
 
     for name in list_models():
-        model = create_model(name)
-        summary = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-        print(f"{name:12} {count_parameters(model):>10,} parameters  {summary}")
+        parameters = count_parameters(create_model(name))
+        print(f"{name:12} {parameters:>10,} parameters  {describe_model(name)}")
     return 0
 
 

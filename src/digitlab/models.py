@@ -27,9 +27,18 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:
+    return _factory(name)(**kwargs)
+
+
+def describe_model(name: str) -> str:
+    """The first line of the model's factory docstring: its layers in brief."""
+    return (_factory(name).__doc__ or "").strip().splitlines()[0]
+
+
+def _factory(name: str) -> Callable[..., nn.Module]:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
 
 
 def count_parameters(model: nn.Module) -> int:

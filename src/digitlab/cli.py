@@ -305,7 +305,10 @@ class _TrainingDisplay:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=progress.steps, leave=False, unit="step", dynamic_ncols=True)
+            # disable=None: a live bar on a terminal, nothing when stderr is a log file or pipe
+            self.bar = tqdm(
+                total=progress.steps, leave=False, unit="step", dynamic_ncols=True, disable=None
+            )
         self.bar.set_description(f"epoch {progress.epoch}", refresh=False)
         self.bar.update(progress.step - self.bar.n)
         if progress.step % 20 == 0 or progress.step == progress.steps:

@@ -164,7 +164,7 @@ class _Training:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         train_images = mnist.train_images[: config.subset].to(device)
         optimizer = _make_optimizer(config, model)
-        steps = math.ceil(len(train_images) / config.batch_size)
+        steps = _steps_per_epoch(len(train_images), config.batch_size)
         return cls(
             config=config,
             mnist=mnist,
@@ -183,7 +183,7 @@ class _Training:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_images) / self.config.batch_size)
+        return _steps_per_epoch(len(self.train_images), self.config.batch_size)
 
     def train_epoch(
         self, stop_requested: threading.Event, on_step: Callable[[StepProgress], None] | None
@@ -381,6 +381,10 @@ def _augment_config(config: TrainConfig) -> AugmentConfig | None:
     if not (config.rotation or config.scale or config.translate):
         return None
     return AugmentConfig(rotation=config.rotation, scale=config.scale, translate=config.translate)
+
+
+def _steps_per_epoch(images: int, batch_size: int) -> int:
+    return math.ceil(images / batch_size)  # the last batch may be short
 
 
 def _epoch_order(n: int, shuffle: bool, generator: torch.Generator) -> torch.Tensor:

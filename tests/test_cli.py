@@ -56,6 +56,26 @@ def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
     assert "report" in lines[-1]
 
 
+def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, mnist_dir, capsys):
+    run_dir = tmp_path / "ensemble"
+    argv = [*QUICK_TRAIN, "--members", "2", "--validation", "500", "--data-dir", mnist_dir]
+    code, out, _ = run_cli(capsys, "train", *argv, "--out", run_dir)
+    assert code == 0
+    assert "training 2 × lenet" in out and "member 2 of 2" in out
+    assert "val acc" in out.splitlines()[1] and "2 models averaged" in out.splitlines()[-1]
+    report = RunPaths(run_dir).report.read_text()
+    assert "## Ensemble members" in report and "| 2 | 1 |" in report  # member 2 has seed 1
+
+    code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
+    assert code == 0
+    assert (
+        json.loads(out)["accuracy"] == json.loads(RunPaths(run_dir).metrics.read_text())["accuracy"]
+    )
+    argv = ["predict", "--checkpoint", run_dir, "--index", "100", "--json", "--data-dir"]
+    code, out, _ = run_cli(capsys, *argv, mnist_dir)
+    assert code == 0 and json.loads(out)["label"] == 6
+
+
 def test_evaluate_json(quick_run, mnist_dir, capsys):
     run_dir, metrics = quick_run
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
@@ -91,6 +111,9 @@ def test_predict_index(quick_run, mnist_dir, tmp_path, capsys):
         (["train", "--epochs", "0"], "argument --epochs: must be a whole number of at least 1"),
         (["train", "--lr", "abc"], "argument --lr: invalid positive number value: 'abc'"),
         (["train", "--label-smoothing", "1.5"], "label smoothing must be in [0, 1)"),
+        (["train", "--validation", "60000"], "0 <= validation < 60,000"),
+        (["train", "--subset", "100", "--validation", "100"], "0 <= validation < 100"),
+        (["train", "--members", "0"], "argument --members: must be a whole number of at least 1"),
         (["predict", "--index", "100", "--checkpoint", "/nonexistent"], "does not exist"),
         (["evaluate", "/nonexistent/run"], "does not exist"),
         (["data", "verify", "--data-dir", "/nonexistent/mnist"], "missing"),

@@ -32,6 +32,7 @@ from digitlab.data import (
     missing_files,
     read_idx,
     resolve_data_dir,
+    split_validation,
     to_float,
     verify_mnist,
 )
@@ -155,6 +156,27 @@ def test_iterate_batches_resumes_at_start_batch(mnist: MNIST) -> None:
 def test_iterate_batches_rejects_a_zero_batch_size(mnist: MNIST) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         next(iterate_batches(mnist.test_images, mnist.test_labels, 0))
+
+
+def test_split_validation_holds_out_the_same_random_images_every_time(mnist: MNIST) -> None:
+    images, labels = mnist.train_images, mnist.train_labels
+    (train, train_labels), (held_out, held_out_labels) = split_validation(images, labels, 5000)
+    assert len(train) == 55_000 and len(held_out) == 5000
+    # Every image lands on exactly one side: the pixel sums of both sides add up.
+    assert int(train.sum(dtype=torch.int64) + held_out.sum(dtype=torch.int64)) == int(
+        images.sum(dtype=torch.int64)
+    )
+    assert int(train_labels.bincount().add(held_out_labels.bincount()).sum()) == 60_000
+    # A random choice: every digit is held out, in roughly its share of the training set.
+    shares = held_out_labels.bincount(minlength=10) / 5000
+    assert torch.allclose(shares, labels.bincount(minlength=10) / 60_000, atol=0.01)
+    torch.manual_seed(123)  # the global seed (a run's seed) does not move the split
+    (_, _), (again, _) = split_validation(images, labels, 5000)
+    assert torch.equal(again, held_out)
+    (_, _), (none, _) = split_validation(images, labels, 0)
+    assert len(none) == 0
+    with pytest.raises(ValueError, match="cannot hold out 60000 of 60000"):
+        split_validation(images, labels, 60_000)
 
 
 def test_mnist_dataset_works_with_a_dataloader(mnist: MNIST) -> None:

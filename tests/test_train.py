@@ -10,9 +10,11 @@ import torch
 from notebook import ConvolutionalNetwork
 from torch import nn
 
-from digitlab.checkpoint import read_model_file
+from digitlab.checkpoint import load_model, read_model_file
 from digitlab.config import make_config
+from digitlab.data import split_validation
 from digitlab.errors import CheckpointError
+from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
 from digitlab.train import NonFiniteLossError, TrainingInterrupted, fit, load_run_config
 
@@ -180,3 +182,26 @@ def test_checkpoints_are_written_atomically(mnist, tmp_path):
     fit(make_config("default", **QUICK | {"epochs": 1}), mnist, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["config.json", "history.json", "model.safetensors", "train_state.pt"]
+
+
+def test_validation_images_are_held_out_and_scored_every_epoch(mnist, tmp_path):
+    config = make_config("default", **QUICK | {"validation": 200})
+    result = fit(config, mnist, tmp_path)
+    (train_images, _), (val_images, val_labels) = split_validation(
+        mnist.train_images[:1200], mnist.train_labels[:1200], 200
+    )
+    assert len(train_images) == 1000  # 10 steps of 100 per epoch, none on held-out images
+    for stats in result.history:
+        assert stats.val_loss is not None and 0.1 < stats.val_accuracy <= 1
+    model, metadata = load_model(RunPaths(tmp_path).model)
+    expected = loss_and_accuracy(predict_log_probs(model, val_images), val_labels)
+    assert (result.history[-1].val_loss, result.history[-1].val_accuracy) == pytest.approx(expected)
+    assert metadata["metrics"]["val_accuracy"] == result.history[-1].val_accuracy
+
+
+def test_training_on_fewer_images_counts_only_those(mnist, tmp_path):
+    steps = []
+    config = make_config("default", **QUICK | {"epochs": 1, "validation": 700})
+    fit(config, mnist, tmp_path, on_step=steps.append)
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5]  # 500 images left, batches of 100
+    assert steps[-1].steps == 5

@@ -87,10 +87,13 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint names and load its weights: (model in eval mode, metadata)."""
-    from digitlab.models import create_model
+    from digitlab.models import build_model
 
     tensors, metadata = read_model_file(path)
-    model = create_model(metadata["model"])
+    members = metadata.get("members", 1)
+    if not isinstance(members, int) or members < 1:
+        raise CheckpointError(f"{path} has invalid metadata: members = {members!r}")
+    model = build_model(metadata["model"], members)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:

@@ -206,8 +206,18 @@ def _add_train(commands: Any) -> None:
     overrides.add_argument("--scale", type=float, help="augment: max zoom, e.g. 0.1 for ±10%%")
     overrides.add_argument("--translate", type=float, help="augment: max shift, fraction of 28")
     overrides.add_argument("--ema", type=float, help="moving average of weights, e.g. 0.999")
+    overrides.add_argument(
+        "--members", type=_positive_int, help="train N models with seeds seed..seed+N-1 and "
+        "average their probabilities",
+    )  # fmt: skip
     overrides.add_argument("--seed", type=int)
     overrides.add_argument("--subset", type=_positive_int, help="train on the first N images only")
+    overrides.add_argument(
+        "--validation",
+        type=int,
+        metavar="N",
+        help="hold out N training images as a validation set, scored every epoch",
+    )
     overrides.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
     overrides.add_argument("--device", help="auto, cpu or cuda[:N]")
     train.add_argument("--out", type=Path, help="run folder (default: runs/<recipe>-<timestamp>)")
@@ -230,8 +240,10 @@ _OVERRIDES = (
     "scale",
     "translate",
     "ema",
+    "members",
     "seed",
     "subset",
+    "validation",
     "threads",
     "device",
 )
@@ -240,6 +252,7 @@ _OVERRIDES = (
 def _run_train(args: argparse.Namespace) -> int:
     from digitlab.config import make_config
     from digitlab.data import load_mnist
+    from digitlab.ensemble import fit_ensemble
     from digitlab.errors import ConfigError
     from digitlab.report import write_run_report
     from digitlab.runs import new_run_dir
@@ -260,9 +273,17 @@ def _run_train(args: argparse.Namespace) -> int:
         args.data_dir, download=True, on_progress=_download_bar() if verbose else None
     )
     if verbose:
-        print(f"training {config.model} with recipe {config.recipe!r} → {run_dir}")
-    with _TrainingDisplay(enabled=verbose) as display:
-        result = fit(config, mnist, run_dir, resume=args.resume is not None, **display.callbacks())
+        what = config.model if config.members == 1 else f"{config.members} × {config.model}"
+        print(f"training {what} with recipe {config.recipe!r} → {run_dir}")
+    resume = args.resume is not None
+    with _TrainingDisplay(verbose, validation=config.validation > 0) as display:
+        if config.members > 1:
+            result: Any = fit_ensemble(
+                config, mnist, run_dir, resume=resume, on_member=display.on_member,
+                **display.callbacks(),
+            )  # fmt: skip
+        else:
+            result = fit(config, mnist, run_dir, resume=resume, **display.callbacks())
     evaluation = write_run_report(run_dir, mnist)
     summary = result.to_dict() | {
         "test_accuracy": evaluation.accuracy,
@@ -271,9 +292,10 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
+        averaged = f", {config.members} models averaged" if config.members > 1 else ""
         print(
-            f"test accuracy {evaluation.accuracy:.2%} after {summary['epochs']} epochs in "
-            f"{summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
+            f"test accuracy {evaluation.accuracy:.2%} after {summary['epochs']} epochs"
+            f"{averaged}, in {summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
         )
     return 0
 
@@ -282,14 +304,16 @@ class _TrainingDisplay:
     """A tqdm bar with the live loss, and one table row per epoch."""
 
     HEADER = "epoch  train loss  train acc  test loss  test acc  seconds"
+    VALIDATION_HEADER = "  val loss  val acc"
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, validation: bool = False) -> None:
         self.enabled = enabled
+        self.validation = validation  # add validation columns
         self.bar: Any = None
 
     def __enter__(self) -> "_TrainingDisplay":
         if self.enabled:
-            print(self.HEADER)
+            print(self.HEADER + (self.VALIDATION_HEADER if self.validation else ""))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,6 +324,10 @@ class _TrainingDisplay:
         if not self.enabled:
             return {}
         return {"on_step": self.on_step, "on_epoch": self.on_epoch}
+
+    def on_member(self, index: int, count: int) -> None:
+        if self.enabled:
+            print(f"member {index} of {count}")
 
     def on_step(self, progress: Any) -> None:
         from tqdm import tqdm
@@ -318,10 +346,13 @@ class _TrainingDisplay:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        print(
+        row = (
             f"{stats.epoch:5d}  {stats.train_loss:10.4f}  {stats.train_accuracy:9.2%}  "
             f"{stats.test_loss:9.4f}  {stats.test_accuracy:8.2%}  {stats.seconds:7.1f}"
         )
+        if self.validation:
+            row += f"  {stats.val_loss:8.4f}  {stats.val_accuracy:7.2%}"
+        print(row)
 
 
 # ------------------------------------------------------------------------------------ evaluate

@@ -29,12 +29,16 @@ class TrainConfig:
     rotation: float = 0.0  # max degrees, uniform in ±rotation
     scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
     translate: float = 0.0  # max shift as a fraction of the image size
+    members: int = 1  # train this many models (seeds seed, seed+1, ...) and average them
     ema: float | None = None  # decay of an exponential moving average of the weights, which
     # is then what gets evaluated and saved (e.g. 0.999); None = plain weights
     shuffle: bool = True  # the notebook did not shuffle its DataLoader
     seed: int = 41
     eval_batch_size: int = 1000  # evaluation only; does not change results
     subset: int | None = None  # train on the first N training images (smoke tests, demos)
+    validation: int = 0  # hold out N training images (the same N for every run) as a
+    # validation set: never trained on, scored every epoch, for choosing settings without
+    # looking at the test set
     channels_last: bool = False  # NHWC memory layout: faster CPU convolution and pooling, but
     # not bitwise the same arithmetic as the default layout (so `seed` keeps it off)
     threads: int | None = None  # torch CPU threads; None = torch's default (all cores)
@@ -89,7 +93,10 @@ def make_config(recipe: str, **overrides: Any) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> TrainConfig:
+    from digitlab.data import TRAIN_IMAGES
     from digitlab.models import list_models
+
+    training_images = config.subset or TRAIN_IMAGES.count
 
     checks = [
         (config.model in list_models(), f"unknown model {config.model!r}; choose one of: "
@@ -106,8 +113,11 @@ def validate(config: TrainConfig) -> TrainConfig:
         (0 <= config.rotation <= 180, "rotation must be between 0 and 180 degrees"),
         (0 <= config.scale < 1, "scale must be in [0, 1)"),
         (0 <= config.translate < 1, "translate must be in [0, 1)"),
+        (config.members >= 1, f"members must be at least 1, not {config.members}"),
         (config.ema is None or 0 < config.ema < 1, "ema must be in (0, 1), e.g. 0.999"),
         (config.subset is None or config.subset >= 1, "subset must be at least 1"),
+        (0 <= config.validation < training_images, "validation must leave images to train "
+         f"on: 0 <= validation < {training_images:,}"),
         (config.threads is None or config.threads >= 1, "threads must be at least 1"),
         (config.device in ("auto", "cpu") or config.device.startswith("cuda"),
          f"unknown device {config.device!r}; use auto, cpu or cuda[:N]"),

@@ -333,6 +333,24 @@ class MNIST:
     root: Path
 
 
+# Fixed, so every run that holds out N images holds out the same N and their scores compare.
+VALIDATION_SEED = 0
+
+
+def split_validation(
+    images: torch.Tensor, labels: torch.Tensor, holdout: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Carve `holdout` randomly chosen images out of a training set → (train, validation).
+
+    The choice depends only on `len(images)` and `holdout`, never on a run's seed.
+    """
+    if not 0 <= holdout < len(images):
+        raise ValueError(f"cannot hold out {holdout} of {len(images)} images")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    train, held_out = order[holdout:].sort().values, order[:holdout].sort().values
+    return (images[train], labels[train]), (images[held_out], labels[held_out])
+
+
 def load_mnist(
     data_dir: str | Path | None = None,
     *,

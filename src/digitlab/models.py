@@ -5,7 +5,8 @@ Every model maps a float batch `(N, 1, 28, 28)` in [0, 1] to `(N, 10)` log-proba
 loss (`cross_entropy` on log-probabilities equals `nll_loss`) and `softmax` work the same on all.
 """
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -193,3 +194,27 @@ def simplecnn7() -> nn.Module:
     2,291,972 parameters.
     """
     return _channels_last(SimpleCNN(7, (48, 96, 144, 192)))
+
+
+class Ensemble(nn.Module):
+    """Several trained networks that vote by averaging their probabilities.
+
+    The output is the log of the mean probability, so an ensemble is a model like any other:
+    it evaluates, predicts, serves and exports the same way. Checkpoints name it by its
+    members' model and their number (see `build_model`).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.stack([member(x) for member in self.members])  # (K, N, 10)
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+def build_model(name: str, members: int = 1) -> nn.Module:
+    """One registered network, or an `Ensemble` of `members` of them (fresh weights)."""
+    if members == 1:
+        return create_model(name)
+    return Ensemble([create_model(name) for _ in range(members)])

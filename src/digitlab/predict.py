@@ -62,7 +62,10 @@ class Predictor:
 
     @property
     def model_name(self) -> str:
-        return str(self.metadata["model"])
+        """The registry name, or e.g. "5 × wide" for an ensemble."""
+        members = int(self.metadata.get("members", 1))
+        name = str(self.metadata["model"])
+        return f"{members} × {name}" if members > 1 else name
 
     @torch.inference_mode()
     def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:

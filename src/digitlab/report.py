@@ -54,6 +54,7 @@ def write_run_report(
         paths.root.resolve().name,
         metrics,
         history=history,
+        members=_member_results(paths.root, int(metadata.get("members", 1))),
         config=config,
         metadata=metadata,
         parameters=count_parameters(model),
@@ -62,6 +63,20 @@ def write_run_report(
     with atomic_path(paths.report) as tmp:
         tmp.write_text(text)
     return evaluation
+
+
+def _member_results(run_dir: Path, members: int) -> list[dict[str, Any]]:
+    """Each ensemble member's seed and last epoch, from its run folder (none for one model)."""
+    from digitlab.ensemble import member_dir
+
+    results = []
+    for index in range(1, members + 1) if members > 1 else ():
+        member = RunPaths(member_dir(run_dir, index))
+        last_epoch = read_json(member.history)[-1]
+        seconds = sum(entry["seconds"] for entry in read_json(member.history))
+        seed = read_json(member.config)["seed"]
+        results.append({"member": index, "seed": seed, "seconds": seconds, **last_epoch})
+    return results
 
 
 def write_run_plots(
@@ -131,6 +146,7 @@ def render_markdown_report(
     metrics: Mapping[str, Any],
     *,
     history: Sequence[Mapping[str, float]] = (),
+    members: Sequence[Mapping[str, Any]] = (),
     config: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     parameters: int | None = None,
@@ -139,7 +155,8 @@ def render_markdown_report(
     """The report as Markdown, from plain data.
 
     `metrics` is what metrics.json holds (`accuracy`, `loss`, `per_class`, and optionally
-    `confusion_matrix` and `misclassified`); `history` the entries of history.json; `config`
+    `confusion_matrix` and `misclassified`); `history` the entries of history.json; `members`
+    an ensemble's members (`member`, `seed`, `seconds` and their last epoch's entry); `config`
     config.json; `metadata` the checkpoint's metadata; `plots` maps plot names (the keys of
     PLOT_CAPTIONS) to links relative to the report. Each plot is shown in its section; absent
     data leaves out its section rather than showing an empty one.
@@ -149,6 +166,7 @@ def render_markdown_report(
         f"# Run `{run_name}`",
         _summary(metrics, history, metadata),
         _history_section(history, plots),
+        _members_section(members),
         _per_class_section(metrics, plots),
         _images("Mistakes", ["misclassified", "samples"], plots),
         _config_section(config or {}),
@@ -187,6 +205,12 @@ def _summary(
             f"{epochs} epoch{'s' if epochs != 1 else ''} in {wall:.1f} s "
             f"({wall / epochs:.1f} s per epoch)"
         )
+        held_out = metadata.get("config", {}).get("validation", 0)
+        if history[-1].get("val_accuracy") is not None and held_out:
+            parts.append(
+                f"validation accuracy {_percent(history[-1]['val_accuracy'])} on the "
+                f"{held_out:,} training images held out"
+            )
     line = ", ".join(parts) + "."
     epoch = metadata.get("epoch")
     checkpoint = f"the checkpoint of epoch {epoch}" if epoch is not None else "the checkpoint"
@@ -209,8 +233,12 @@ def _history_section(history: Sequence[Mapping[str, float]], plots: Mapping[str,
     if not history and not curves:
         return ""
     header = ["epoch", "train loss", "train acc %", "test loss", "test acc %", "seconds", "lr"]
-    rows = [
-        [
+    validation = any(entry.get("val_accuracy") is not None for entry in history)
+    if validation:
+        header += ["val loss", "val acc %"]
+    rows = []
+    for entry in history:
+        row = [
             str(int(entry["epoch"])),
             f"{entry['train_loss']:.4f}",
             f"{entry['train_accuracy'] * 100:.2f}",
@@ -219,10 +247,32 @@ def _history_section(history: Sequence[Mapping[str, float]], plots: Mapping[str,
             f"{entry['seconds']:.1f}",
             f"{entry['lr']:.3g}",
         ]
-        for entry in history
-    ]
+        if validation:
+            row += [f"{entry['val_loss']:.4f}", f"{entry['val_accuracy'] * 100:.2f}"]
+        rows.append(row)
     parts = ["## Training, epoch by epoch", _table(header, rows) if rows else "", curves]
     return "\n\n".join(part for part in parts if part)
+
+
+def _members_section(members: Sequence[Mapping[str, Any]]) -> str:
+    if not members:
+        return ""
+    header = ["member", "seed", "test acc %", "val acc %", "seconds"]
+    rows = [
+        [
+            str(member["member"]),
+            str(member["seed"]),
+            f"{member['test_accuracy'] * 100:.2f}",
+            "—" if member.get("val_accuracy") is None else f"{member['val_accuracy'] * 100:.2f}",
+            f"{member['seconds']:.1f}",
+        ]
+        for member in members
+    ]
+    intro = (
+        f"The {len(members)} models averaged, each at its final epoch; their folders "
+        f"`member-1` … `member-{len(members)}` hold their own reports' data."
+    )
+    return f"## Ensemble members\n\n{intro}\n\n{_table(header, rows)}"
 
 
 def _per_class_section(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> str:

@@ -32,7 +32,7 @@ from digitlab.checkpoint import (
     write_json,
 )
 from digitlab.config import TrainConfig
-from digitlab.data import DATA_CHECKSUM, MNIST, iterate_batches
+from digitlab.data import DATA_CHECKSUM, MNIST, iterate_batches, split_validation
 from digitlab.device import select_device
 from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
@@ -57,6 +57,8 @@ class EpochStats:
     test_accuracy: float
     seconds: float  # training plus evaluation time of this epoch
     lr: float  # learning rate at the end of the epoch
+    val_loss: float | None = None  # on the held-out training images, when the config has some
+    val_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class RunResult:
             "test_loss": last.test_loss,
             "train_accuracy": last.train_accuracy,
             "train_loss": last.train_loss,
+            "val_accuracy": last.val_accuracy,
+            "val_loss": last.val_loss,
             "epochs": len(self.history),
             "wall_seconds": self.wall_seconds,
             "run_dir": str(self.run_dir),
@@ -150,6 +154,8 @@ class _Training:
     ema: AveragedModel | None  # moving average of the weights, when the config asks for one
     train_images: torch.Tensor
     train_labels: torch.Tensor
+    val_images: torch.Tensor  # (0, 28, 28) when the config holds out none
+    val_labels: torch.Tensor
     progress: _Progress = field(default_factory=_Progress)
     history: list[EpochStats] = field(default_factory=list)
     epoch_started: float = 0.0
@@ -162,7 +168,11 @@ class _Training:
         model = create_model(config.model).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        train_images = mnist.train_images[: config.subset].to(device)
+        (train_images, train_labels), (val_images, val_labels) = split_validation(
+            mnist.train_images[: config.subset],
+            mnist.train_labels[: config.subset],
+            config.validation,
+        )
         optimizer = _make_optimizer(config, model)
         steps = _steps_per_epoch(len(train_images), config.batch_size)
         return cls(
@@ -177,8 +187,10 @@ class _Training:
             augment=_augment_config(config),
             augment_rng=torch.Generator().manual_seed(config.seed + 1),
             ema=_make_ema(config, model),
-            train_images=train_images,
-            train_labels=mnist.train_labels[: config.subset].to(device),
+            train_images=train_images.to(device),
+            train_labels=train_labels.to(device),
+            val_images=val_images,
+            val_labels=val_labels,
         )
 
     @property
@@ -248,15 +260,10 @@ class _Training:
         return loss_value, int((log_probs.argmax(1) == y).sum())
 
     def finish_epoch(self) -> EpochStats:
-        """Evaluate on the test set, record the epoch and checkpoint it."""
-        test_loss, test_accuracy = loss_and_accuracy(
-            predict_log_probs(
-                self.final_model,
-                self.mnist.test_images,
-                batch_size=self.config.eval_batch_size,
-                device=self.device,
-            ),
-            self.mnist.test_labels,
+        """Evaluate on the test (and validation) set, record the epoch and checkpoint it."""
+        test_loss, test_accuracy = self.score(self.mnist.test_images, self.mnist.test_labels)
+        val_loss, val_accuracy = (
+            self.score(self.val_images, self.val_labels) if len(self.val_labels) else (None, None)
         )
         progress = self.progress
         stats = EpochStats(
@@ -267,6 +274,8 @@ class _Training:
             test_accuracy=test_accuracy,
             seconds=time.perf_counter() - self.epoch_started,
             lr=self.optimizer.param_groups[0]["lr"],
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
         )
         self.history.append(stats)
         self.progress = _Progress(epoch=progress.epoch + 1)
@@ -274,20 +283,16 @@ class _Training:
         self.save()
         return stats
 
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy of the model being evaluated and saved."""
+        log_probs = predict_log_probs(
+            self.final_model, images, batch_size=self.config.eval_batch_size, device=self.device
+        )
+        return loss_and_accuracy(log_probs, labels)
+
     def save(self) -> None:
         last = self.history[-1] if self.history else None
-        metadata = {
-            "model": self.config.model,
-            "config": self.config.to_dict(),
-            "epoch": len(self.history),
-            "complete": len(self.history) == self.config.epochs,
-            "metrics": {"test_accuracy": last.test_accuracy, "test_loss": last.test_loss}
-            if last
-            else {},
-            "digitlab_version": digitlab.__version__,
-            "torch_version": torch.__version__,
-            "data_checksum": DATA_CHECKSUM,
-        }
+        metadata = checkpoint_metadata(self.config, len(self.history), _checkpoint_metrics(last))
         save_model(self.paths.model, self.final_model, metadata)
         save_training_state(
             self.paths.train_state,
@@ -323,6 +328,32 @@ class _Training:
             raise CheckpointError(
                 f"{self.paths.train_state} does not match this run: {err}"
             ) from err
+
+
+def checkpoint_metadata(
+    config: TrainConfig, epoch: int, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """What a `model.safetensors` says about itself: how it was made and how far it got."""
+    return {
+        "model": config.model,
+        "members": config.members,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "complete": epoch == config.epochs,
+        "metrics": metrics,
+        "digitlab_version": digitlab.__version__,
+        "torch_version": torch.__version__,
+        "data_checksum": DATA_CHECKSUM,
+    }
+
+
+def _checkpoint_metrics(last: EpochStats | None) -> dict[str, float]:
+    if last is None:
+        return {}
+    metrics = {"test_accuracy": last.test_accuracy, "test_loss": last.test_loss}
+    if last.val_accuracy is not None and last.val_loss is not None:
+        metrics |= {"val_accuracy": last.val_accuracy, "val_loss": last.val_loss}
+    return metrics
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

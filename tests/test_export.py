@@ -1,12 +1,13 @@
 """ONNX and TorchScript export: valid files, dynamic batches, parity with PyTorch on real MNIST.
 
 Parity means identical predicted digits on every image and log-probabilities within 1e-4.
-lenet and bncnn are trained for 100 Adam steps first, so that their predictions are confident
-and agreeing on them means something, and are compared on the whole real test set (10,000
-images). The simplecnn models cost 30-100× more per image (simplecnn3: ~170M multiply-adds); on
-2 CPU cores the whole test set takes ~100 s per runtime for simplecnn3 alone, so they are left
-untrained (fixed seed, BatchNorm statistics measured on real digits so that folding BatchNorm
-into the convolutions is really tested) and compared on the first HEAVY_IMAGES test images.
+lenet, bncnn and vggbn are trained for 100 Adam steps first, so that their predictions are
+confident and agreeing on them means something, and are compared on the whole real test set
+(10,000 images). The simplecnn models cost 30-100× more per image (simplecnn3: ~170M multiply-
+adds); on 2 CPU cores the whole test set takes ~100 s per runtime for simplecnn3 alone, so they
+are left untrained (fixed seed, BatchNorm statistics measured on real digits so that folding
+BatchNorm into the convolutions is really tested) and compared on the first HEAVY_IMAGES test
+images.
 """
 
 import importlib.util
@@ -37,7 +38,7 @@ from digitlab.export import (
 from digitlab.models import create_model, list_models
 from digitlab.predict import Predictor
 
-TRAINED = ("lenet", "bncnn")  # trained briefly and compared on all 10,000 test images
+TRAINED = ("lenet", "bncnn", "vggbn")  # trained briefly and compared on all 10,000 test images
 TRAIN_STEPS = 100
 HEAVY_IMAGES = 1000  # test images for the untrained simplecnn models (see the docstring)
 FORMATS = ("onnx", "torchscript")

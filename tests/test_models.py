@@ -19,8 +19,9 @@ PARAMETERS = {
     "simplecnn3": 1_124_180,
     "simplecnn5": 1_128_180,
     "simplecnn7": 2_291_972,
+    "vggbn": 283_242,
 }
-FAST_MODELS = ["lenet", "bncnn"]
+FAST_MODELS = ["lenet", "bncnn", "vggbn"]
 HEAVY_MODELS = ["simplecnn3", "simplecnn5", "simplecnn7"]
 
 

@@ -134,6 +134,51 @@ def bncnn() -> nn.Module:
     return _channels_last(BatchNormCNN())
 
 
+def _conv_bn_relu(c_in: int, c_out: int, kernel_size: int, padding: int = 0) -> nn.Sequential:
+    # Bias-free: BatchNorm's shift right after makes a conv bias redundant.
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class VGGBatchNormCNN(nn.Module):
+    """A VGG-style BatchNorm CNN sized for a CPU: most of its convolutions run at 12×12.
+
+    One 5×5 conv at full resolution (cheap with few channels), pool to 12×12, two padded 3×3
+    convs, pool to 6×6, then two unpadded 3×3 convs down to 2×2 and one linear layer. Inputs
+    are raw [0, 1] pixels: the first conv is unpadded and feeds BatchNorm, which absorbs any
+    normalisation of the input.
+    """
+
+    def __init__(self, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+        super().__init__()
+        c1, c2, c3 = widths
+        self.features = nn.Sequential(
+            _conv_bn_relu(1, c1, 5),  # (N, c1, 24, 24)
+            nn.MaxPool2d(2),  # 12×12
+            _conv_bn_relu(c1, c2, 3, padding=1),
+            _conv_bn_relu(c2, c2, 3, padding=1),
+            nn.MaxPool2d(2),  # 6×6
+            _conv_bn_relu(c2, c3, 3),  # 4×4
+            _conv_bn_relu(c3, c3, 3),  # (N, c3, 2, 2)
+        )
+        self.fc = nn.Linear(c3 * 2 * 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.fc(self.features(x).flatten(1)), dim=1)
+
+
+@register_model
+def vggbn() -> nn.Module:
+    """Best-recipe CNN: conv 1→32 k5, pool, 2× conv 64 k3, pool, 2× conv 128 k3, fc 512→10.
+
+    283,242 parameters.
+    """
+    return _channels_last(VGGBatchNormCNN())
+
+
 class SimpleCNN(nn.Module):
     """The "simple CNN" of An et al. (2020), "An Ensemble of Simple Convolutional Neural
     Network Models for MNIST Digit Recognition" (arXiv:2008.10400).

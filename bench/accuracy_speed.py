@@ -16,7 +16,10 @@ normalisation is done inside the model, as digitlab's models do, so every model 
 pixels and exports the same way.
 
 "Time to X%" is the cumulative training + test-evaluation wall time (checkpoint writing
-excluded) at the end of the first epoch whose test accuracy reaches X; "—" if none did. The
+excluded) at the end of the first epoch whose test accuracy reaches X; "—" if none did.
+"training s" is that time for all epochs run, "CPU s" the process's CPU time over the same span
+(all threads; about twice the wall time when both cores are busy). The `best` row is one model
+at its final epoch (ensembles are timed by `bench/recipes.py --recipes ensemble`). The
 pytorch/examples row stops at 99.0%, so it shows "—" at 99.5% unless that epoch got there too.
 Training uses torch's default threads (the `seed` recipe: one thread, as `fit` chooses for its
 batch of 10). Inference is timed with one thread each, PyTorch and ONNX Runtime, for a fixed
@@ -56,6 +59,7 @@ class Row:
     model: nn.Module
     accuracies: list[float]  # test accuracy after each epoch
     seconds: list[float]  # training + evaluation seconds of each epoch
+    cpu_seconds: float = 0.0  # process CPU time (all threads) of the whole training
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,6 +69,7 @@ class Row:
 def train_recipe(recipe: str, mnist: MNIST, max_epochs: int | None, subset: int | None) -> Row:
     epochs = min(RECIPES[recipe].epochs, max_epochs) if max_epochs else None
     config = make_config(recipe, epochs=epochs, subset=subset)
+    cpu_started = time.process_time()
     with tempfile.TemporaryDirectory(prefix=f"accuracy-speed-{recipe}-") as run_dir:
         result = fit(config, mnist, Path(run_dir))
     return Row(
@@ -72,6 +77,7 @@ def train_recipe(recipe: str, mnist: MNIST, max_epochs: int | None, subset: int 
         model=result.model,
         accuracies=[h.test_accuracy for h in result.history],
         seconds=[h.seconds for h in result.history],
+        cpu_seconds=time.process_time() - cpu_started,
     )
 
 
@@ -112,6 +118,7 @@ def train_examples(mnist: MNIST, max_epochs: int, subset: int | None) -> Row:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
     images, labels = mnist.train_images[:subset], mnist.train_labels[:subset]
     row = Row("pytorch/examples", model, accuracies=[], seconds=[])
+    cpu_started = time.process_time()
     for _ in range(max_epochs):
         started = time.perf_counter()
         model.train()
@@ -127,6 +134,7 @@ def train_examples(mnist: MNIST, max_epochs: int, subset: int | None) -> Row:
         row.accuracies.append(accuracy)
         if accuracy >= EXAMPLES_TARGET:
             break
+    row.cpu_seconds = time.process_time() - cpu_started
     return row
 
 
@@ -205,6 +213,7 @@ def format_seconds(seconds: float | None) -> str:
 def table_row(row: Row, speeds: list[float]) -> str:
     times = [format_seconds(seconds_to(row, target)) for target in TARGETS]
     cells = [row.name, f"{count_parameters(row.model):,}", *times, f"{row.accuracies[-1]:.2%}"]
+    cells += [f"{sum(row.seconds):.1f}", f"{row.cpu_seconds:.0f}"]
     cells += [f"{speed:,.0f}" for speed in speeds]
     return "| " + " | ".join(cells) + " |"
 
@@ -216,7 +225,8 @@ def table_header() -> str:
         for runtime in ("PyTorch", "ONNX RT")
         for batch in THROUGHPUT_BATCHES
     ]
-    columns = ["recipe", "parameters", *times, "final test accuracy", *speeds]
+    columns = ["recipe", "parameters", *times, "final test accuracy", "training s", "CPU s"]
+    columns += speeds
     return "| " + " | ".join(columns) + " |\n| --- |" + " ---: |" * (len(columns) - 1)
 
 
@@ -225,7 +235,7 @@ def main() -> None:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--recipes", nargs="*", default=["seed", "default", "fast"])
+    parser.add_argument("--recipes", nargs="*", default=["seed", "default", "fast", "best"])
     parser.add_argument("--skip-examples", action="store_true", help="no pytorch/examples row")
     parser.add_argument("--seconds-per-throughput", type=float, default=2.0)
     parser.add_argument("--examples-max-epochs", type=int, default=14)

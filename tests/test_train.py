@@ -2,7 +2,7 @@
 
 import os
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,9 @@ from notebook import ConvolutionalNetwork
 from torch import nn
 
 from digitlab.checkpoint import load_model, read_model_file
-from digitlab.config import make_config
+from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
+from digitlab.ensemble import member_config
 from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
@@ -205,3 +206,17 @@ def test_training_on_fewer_images_counts_only_those(mnist, tmp_path):
     fit(config, mnist, tmp_path, on_step=steps.append)
     assert [s.step for s in steps] == [1, 2, 3, 4, 5]  # 500 images left, batches of 100
     assert steps[-1].steps == 5
+
+
+def test_ensemble_recipe_is_five_best_models_with_consecutive_seeds():
+    ensemble = RECIPES["ensemble"]
+    assert ensemble.members == 5
+    for index in range(1, 6):
+        member = member_config(ensemble, index)
+        assert replace(member, recipe="best") == replace(RECIPES["best"], seed=index - 1)
+
+
+def test_best_recipe_learns_from_a_few_thousand_digits(mnist, tmp_path):
+    # One epoch on 6,000 images (47 steps): augmentation, label smoothing and vggbn together.
+    result = fit(make_config("best", epochs=1, subset=6000), mnist, tmp_path)
+    assert result.history[-1].test_accuracy > 0.9, result.history

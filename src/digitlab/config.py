@@ -53,6 +53,16 @@ class TrainConfig:
         return validate(cls(**{k: v for k, v in values.items() if k in known}))
 
 
+# The most accurate single model on a CPU in minutes: a VGG-style BatchNorm CNN with random affine
+# augmentation and label smoothing, 20 one-cycle epochs. Its settings were chosen by accuracy on a
+# 5,000-image validation split (`--validation 5000`), not by test accuracy; the recipe then
+# trains on all 60,000 images and reports its final epoch.
+BEST = TrainConfig(
+    recipe="best", model="vggbn", epochs=20, batch_size=128, lr=0.01,
+    optimizer="adam", schedule="onecycle", label_smoothing=0.1,
+    rotation=12.0, scale=0.12, translate=0.1, shuffle=True, seed=0,
+)  # fmt: skip
+
 RECIPES: dict[str, TrainConfig] = {
     # The seed notebook, faithfully: no shuffling, batch 10, Adam at a constant 0.02.
     "seed": TrainConfig(
@@ -71,12 +81,18 @@ RECIPES: dict[str, TrainConfig] = {
         recipe="fast", model="bncnn", epochs=2, batch_size=512, lr=0.03,
         optimizer="adam", schedule="onecycle", shuffle=True, seed=0,
     ),
+    "best": BEST,
+    # Five `best` models (seeds 0-4), their probabilities averaged.
+    "ensemble": replace(BEST, recipe="ensemble", members=5),
 }  # fmt: skip
 
 RECIPE_NOTES = {
     "seed": "the notebook as it was: lenet, batch 10 unshuffled, Adam lr 0.02, 5 epochs, seed 41",
     "default": "lenet, shuffled batch 256, Adam with a one-cycle schedule to lr 0.02",
     "fast": "bncnn (BatchNorm CNN), batch 512, Adam one-cycle to lr 0.03, 2 epochs",
+    "best": "vggbn (VGG-style BatchNorm CNN), batch 128, Adam one-cycle to lr 0.01, 20 epochs, "
+    "random rotation/zoom/shift, label smoothing 0.1",
+    "ensemble": "five best models (seeds 0-4) averaged",
 }
 
 

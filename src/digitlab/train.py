@@ -34,7 +34,7 @@ from digitlab.checkpoint import (
 from digitlab.config import TrainConfig
 from digitlab.data import DATA_CHECKSUM, MNIST, iterate_batches, split_validation
 from digitlab.device import select_device
-from digitlab.errors import CheckpointError, DigitlabError
+from digitlab.errors import CheckpointError, ConfigError, DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.models import create_model
 from digitlab.runs import RunPaths
@@ -116,6 +116,8 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunResult:
     """Train `config` on `mnist`, writing checkpoints to `run_dir`; resume from it if asked."""
+    if config.members != 1:
+        raise ConfigError(f"fit trains one model; train {config.members} with fit_ensemble")
     started = time.perf_counter()
     run = _Training.start(config, mnist, RunPaths(run_dir))
     if resume:

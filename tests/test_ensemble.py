@@ -114,3 +114,12 @@ def test_ensemble_exports_to_onnx_with_parity(mnist):
         exported = OnnxModel(onnx_bytes(ensemble), threads=2)(images)
     parity = compare_outputs(reference, exported)
     assert parity.max_abs_diff <= PARITY_TOLERANCE and parity.argmax_agreement == 1.0
+
+
+def test_a_new_ensemble_in_an_old_folder_retrains_every_member(mnist, tmp_path):
+    fit_ensemble(make_config("default", **QUICK), mnist, tmp_path)
+    old = saved_weights(member_dir(tmp_path, 1))
+    fit_ensemble(make_config("default", **QUICK | {"seed": 5}), mnist, tmp_path)
+    new, metadata = read_model_file(RunPaths(member_dir(tmp_path, 1)).model)
+    assert metadata["config"]["seed"] == 5
+    assert not torch.equal(old["fc3.weight"], new["fc3.weight"])

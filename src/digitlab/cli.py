@@ -207,8 +207,8 @@ def _add_train(commands: Any) -> None:
     overrides.add_argument("--translate", type=float, help="augment: max shift, fraction of 28")
     overrides.add_argument("--ema", type=float, help="moving average of weights, e.g. 0.999")
     overrides.add_argument(
-        "--members", type=_positive_int, help="train N models with seeds seed..seed+N-1 and "
-        "average their probabilities",
+        "--members", type=_positive_int, metavar="N", help="train N models with seeds "
+        "seed..seed+N-1 and average their probabilities",
     )  # fmt: skip
     overrides.add_argument("--seed", type=int)
     overrides.add_argument("--subset", type=_positive_int, help="train on the first N images only")

@@ -4,7 +4,8 @@ Each member is an ordinary run in `run_dir/member-K` with its own seed (`config.
 so it has its own initial weights, batch order and augmentation, and its own checkpoint and
 history. When all are trained, `run_dir/model.safetensors` holds the `Ensemble` of their final
 weights (no member is picked or dropped by any score). Resuming an ensemble skips the members
-that are complete and resumes the one that was interrupted.
+that are complete, resumes the one that was interrupted and starts the rest; without `resume`,
+every member is trained afresh.
 """
 
 import time
@@ -82,7 +83,7 @@ def fit_ensemble(
     members = []
     for index in range(1, config.members + 1):
         folder = member_dir(run_dir, index)
-        if _is_complete(folder):
+        if resume and _is_complete(folder):
             members.append(load_model(RunPaths(folder).model)[0])
             continue
         if on_member is not None:
@@ -92,7 +93,7 @@ def fit_ensemble(
                 member_config(config, index),
                 mnist,
                 folder,
-                resume=RunPaths(folder).train_state.is_file(),
+                resume=resume and RunPaths(folder).train_state.is_file(),
                 on_step=on_step,
                 on_epoch=on_epoch,
             )

@@ -269,8 +269,8 @@ def _members_section(members: Sequence[Mapping[str, Any]]) -> str:
         for member in members
     ]
     intro = (
-        f"The {len(members)} models averaged, each at its final epoch; their folders "
-        f"`member-1` … `member-{len(members)}` hold their own reports' data."
+        f"The {len(members)} models averaged, each at its final epoch; the folders `member-1` "
+        f"… `member-{len(members)}` hold each one's checkpoint and history."
     )
     return f"## Ensemble members\n\n{intro}\n\n{_table(header, rows)}"
 

@@ -15,15 +15,15 @@ loop here feeds digitlab's in-memory batches instead of a DataLoader; the math i
 normalisation is done inside the model, as digitlab's models do, so every model takes [0, 1]
 pixels and exports the same way.
 
-"Time to X%" is the cumulative training + test-evaluation wall time (checkpoint writing
-excluded) at the end of the first epoch whose test accuracy reaches X; "—" if none did.
-"training s" is that time for all epochs run, "CPU s" the process's CPU time over the same span
-(all threads; about twice the wall time when both cores are busy). The `best` row is one model
-at its final epoch (ensembles are timed by `bench/recipes.py --recipes ensemble`). The
-pytorch/examples row stops at 99.0%, so it shows "—" at 99.5% unless that epoch got there too.
-Training uses torch's default threads (the `seed` recipe: one thread, as `fit` chooses for its
-batch of 10). Inference is timed with one thread each, PyTorch and ONNX Runtime, for a fixed
-number of seconds over the real test digits.
+"Time to X%" is the cumulative training + test-evaluation wall time (checkpoint writing excluded)
+at the end of the first epoch whose test accuracy reaches X; "—" if none did. "training s" is that
+time for all epochs run, "CPU s" the process's CPU time over the same span (all threads; about
+twice the wall time when both cores are busy). The `best` row is one model at its final epoch;
+ensembles are left out (time one with `bench/recipes.py --recipes ensemble`). The pytorch/examples
+row stops at 99.0%, so it shows "—" at 99.5% unless that epoch got there too. Training uses torch's
+default threads (the `seed` recipe: one thread, as `fit` chooses for its batch of 10). Inference is
+timed with one thread each, PyTorch and ONNX Runtime, for a fixed number of seconds over the real
+test digits.
 """
 
 import argparse

@@ -64,7 +64,13 @@ def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, m
     assert "training 2 × lenet" in out and "member 2 of 2" in out
     assert "val acc" in out.splitlines()[1] and "2 models averaged" in out.splitlines()[-1]
     report = RunPaths(run_dir).report.read_text()
-    assert "## Ensemble members" in report and "| 2 | 1 |" in report  # member 2 has seed 1
+    assert "## Ensemble members" in report
+    member_history = json.loads(RunPaths(run_dir / "member-2").history.read_text())
+    seconds = sum(epoch["seconds"] for epoch in member_history)
+    accuracy = member_history[-1]["test_accuracy"] * 100
+    val_accuracy = member_history[-1]["val_accuracy"] * 100
+    # member 2 has seed 1; its row shows its last epoch and its whole training time
+    assert f"| 2 | 1 | {accuracy:.2f} | {val_accuracy:.2f} | {seconds:.1f} |" in report
 
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
     assert code == 0

@@ -66,7 +66,7 @@ def write_run_report(
 
 
 def _member_results(run_dir: Path, members: int) -> list[dict[str, Any]]:
-    """Each ensemble member's seed and last epoch, from its run folder (none for one model)."""
+    """Each ensemble member's seed, last epoch and training seconds (none for one model)."""
     from digitlab.ensemble import member_dir
 
     results = []
@@ -75,7 +75,7 @@ def _member_results(run_dir: Path, members: int) -> list[dict[str, Any]]:
         last_epoch = read_json(member.history)[-1]
         seconds = sum(entry["seconds"] for entry in read_json(member.history))
         seed = read_json(member.config)["seed"]
-        results.append({"member": index, "seed": seed, "seconds": seconds, **last_epoch})
+        results.append({**last_epoch, "member": index, "seed": seed, "seconds": seconds})
     return results
 
 
@@ -257,13 +257,14 @@ def _history_section(history: Sequence[Mapping[str, float]], plots: Mapping[str,
 def _members_section(members: Sequence[Mapping[str, Any]]) -> str:
     if not members:
         return ""
-    header = ["member", "seed", "test acc %", "val acc %", "seconds"]
+    validation = all(member.get("val_accuracy") is not None for member in members)
+    header = ["member", "seed", "test acc %", *(["val acc %"] if validation else []), "seconds"]
     rows = [
         [
             str(member["member"]),
             str(member["seed"]),
             f"{member['test_accuracy'] * 100:.2f}",
-            "—" if member.get("val_accuracy") is None else f"{member['val_accuracy'] * 100:.2f}",
+            *([f"{member['val_accuracy'] * 100:.2f}"] if validation else []),
             f"{member['seconds']:.1f}",
         ]
         for member in members

@@ -346,6 +346,8 @@ def split_validation(
     """
     if not 0 <= holdout < len(images):
         raise ValueError(f"cannot hold out {holdout} of {len(images)} images")
+    if holdout == 0:  # no copy of the training set when nothing is held out
+        return (images, labels), (images[:0], labels[:0])
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(VALIDATION_SEED))
     train, held_out = order[holdout:].sort().values, order[:holdout].sort().values
     return (images[train], labels[train]), (images[held_out], labels[held_out])

@@ -62,7 +62,7 @@ class Predictor:
 
     @property
     def model_name(self) -> str:
-        """The registry name, or e.g. "5 × wide" for an ensemble."""
+        """The registry name, or e.g. "5 × vggbn" for an ensemble."""
         members = int(self.metadata.get("members", 1))
         name = str(self.metadata["model"])
         return f"{members} × {name}" if members > 1 else name

@@ -72,10 +72,10 @@ def _member_results(run_dir: Path, members: int) -> list[dict[str, Any]]:
     results = []
     for index in range(1, members + 1) if members > 1 else ():
         member = RunPaths(member_dir(run_dir, index))
-        last_epoch = read_json(member.history)[-1]
-        seconds = sum(entry["seconds"] for entry in read_json(member.history))
+        history = read_json(member.history)
+        seconds = sum(entry["seconds"] for entry in history)
         seed = read_json(member.config)["seed"]
-        results.append({**last_epoch, "member": index, "seed": seed, "seconds": seconds})
+        results.append({**history[-1], "member": index, "seed": seed, "seconds": seconds})
     return results
 
 

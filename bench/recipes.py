@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from digitlab.config import RECIPES
+from digitlab.models import model_label
 
 
 def run_recipe(recipe: str, seed: int | None) -> dict:
@@ -92,9 +93,7 @@ def recipe_table(recipes: list[str], repeats: int) -> str:
         cpu = statistics.median(r["cpu_seconds"] for r in runs)
         accuracies = ", ".join(f"{r['test_accuracy']:.2%}" for r in runs)
         rss = max(r["peak_rss_mib"] for r in runs)
-        model = runs[0]["model"] if runs[0].get("members", 1) == 1 else (
-            f"{runs[0]['members']} × {runs[0]['model']}"
-        )  # fmt: skip
+        model = model_label(runs[0]["model"], runs[0].get("members", 1))
         rows.append(
             f"| {recipe} | {model} | {runs[0]['epochs']} | {wall:.1f} | {in_process:.1f} "
             f"| {per_epoch:.1f} | {cpu:.0f} | {accuracies} | {rss:.0f} |"

@@ -254,6 +254,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from digitlab.data import load_mnist
     from digitlab.ensemble import fit_ensemble
     from digitlab.errors import ConfigError
+    from digitlab.models import model_label
     from digitlab.report import write_run_report
     from digitlab.runs import new_run_dir
     from digitlab.train import fit, load_run_config
@@ -273,7 +274,7 @@ def _run_train(args: argparse.Namespace) -> int:
         args.data_dir, download=True, on_progress=_download_bar() if verbose else None
     )
     if verbose:
-        what = config.model if config.members == 1 else f"{config.members} × {config.model}"
+        what = model_label(config.model, config.members)
         print(f"training {what} with recipe {config.recipe!r} → {run_dir}")
     resume = args.resume is not None
     with _TrainingDisplay(verbose, validation=config.validation > 0) as display:

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from digitlab.checkpoint import load_model, read_model_file, save_model, write_json
+from digitlab.checkpoint import load_model, save_model, write_json
 from digitlab.config import TrainConfig
 from digitlab.data import MNIST
 from digitlab.device import select_device
@@ -83,8 +83,9 @@ def fit_ensemble(
     members = []
     for index in range(1, config.members + 1):
         folder = member_dir(run_dir, index)
-        if resume and _is_complete(folder):
-            members.append(load_model(RunPaths(folder).model)[0])
+        finished = _finished_model(folder) if resume else None
+        if finished is not None:
+            members.append(finished)
             continue
         if on_member is not None:
             on_member(index, config.members)
@@ -124,6 +125,10 @@ def fit_ensemble(
     )
 
 
-def _is_complete(folder: Path) -> bool:
+def _finished_model(folder: Path) -> nn.Module | None:
+    """The member's final model if its run completed, else None."""
     path = RunPaths(folder).model
-    return path.is_file() and bool(read_model_file(path)[1].get("complete"))
+    if not path.is_file():
+        return None
+    model, metadata = load_model(path)
+    return model if metadata.get("complete") else None

@@ -258,6 +258,11 @@ class Ensemble(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
+def model_label(name: str, members: int = 1) -> str:
+    """How a model is named to people: "vggbn", or "5 × vggbn" for an ensemble of five."""
+    return f"{members} × {name}" if members > 1 else name
+
+
 def build_model(name: str, members: int = 1) -> nn.Module:
     """One registered network, or an `Ensemble` of `members` of them (fresh weights)."""
     if members == 1:

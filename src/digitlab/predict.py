@@ -16,6 +16,7 @@ from torch import nn
 from digitlab.checkpoint import load_model
 from digitlab.device import select_device
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.models import model_label
 
 RUNTIMES = ("torch", "onnx")  # what runs the model: PyTorch, or ONNX Runtime on the CPU
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -63,9 +64,7 @@ class Predictor:
     @property
     def model_name(self) -> str:
         """The registry name, or e.g. "5 × vggbn" for an ensemble."""
-        members = int(self.metadata.get("members", 1))
-        name = str(self.metadata["model"])
-        return f"{members} × {name}" if members > 1 else name
+        return model_label(str(self.metadata["model"]), int(self.metadata.get("members", 1)))
 
     @torch.inference_mode()
     def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:

@@ -125,11 +125,31 @@ def preprocess_path(source: str | Path | bytes) -> Preprocessed:
 
 def preprocess_image(image: Image.Image) -> Preprocessed:
     """Find the digit in any picture and return it in MNIST format (see the module notes)."""
+    found = find_ink(image)
+    if isinstance(found, str):
+        return Preprocessed(None, found)
+    digit = _keep_digit(found.ink, found.noise_floor)
+    if digit is None:
+        return Preprocessed(None, "no digit found: only specks or blobs, nothing like a digit")
+    return Preprocessed(torch.from_numpy(ink_to_mnist(digit)).unsqueeze(0), None)
+
+
+@dataclass(frozen=True)
+class InkMap:
+    """Where the ink is in a picture: steps 1-4 of the module notes, before any digit is picked."""
+
+    ink: np.ndarray  # float32 (H, W) in [0, 1]: 0 is paper, 1 a stroke's core
+    noise_floor: float  # ink at or below this may be noise (same scale as `ink`)
+    scale: float  # original pixels per pixel of `ink` (it is box-averaged down to WORKING_SIZE)
+
+
+def find_ink(image: Image.Image) -> InkMap | str:
+    """The picture's ink, light or dark, paper and lighting removed; or why there is none."""
     if image.width == 0 or image.height == 0:
-        return Preprocessed(None, "no digit found: the image is empty (0 pixels)")
-    grey = _working_grey(image)
+        return "no digit found: the image is empty (0 pixels)"
+    grey, scale = _working_grey(image)
     if np.ptp(grey) < 1.5 / 255:
-        return Preprocessed(None, "no digit found: the image is blank (one uniform colour)")
+        return "no digit found: the image is blank (one uniform colour)"
     noise = _noise_level(grey)
     light_ink = _ink_is_light(grey)
     # Now that the ink's side is known, fit the paper to the paper side of each block, so
@@ -143,13 +163,8 @@ def preprocess_image(image: Image.Image) -> Preprocessed:
     floor = _noise_floor(signed, noise)
     level = _ink_level(np.clip(signed, 0.0, None), floor)
     if level < max(MIN_INK_CONTRAST, MIN_INK_TO_FLOOR * floor):
-        return Preprocessed(
-            None, "no digit found: the image is blank apart from faint marks or noise"
-        )
-    digit = _keep_digit(np.clip(signed / level, 0.0, 1.0), floor / level)
-    if digit is None:
-        return Preprocessed(None, "no digit found: only specks or blobs, nothing like a digit")
-    return Preprocessed(torch.from_numpy(_to_mnist_box(digit)).unsqueeze(0), None)
+        return "no digit found: the image is blank apart from faint marks or noise"
+    return InkMap(np.clip(signed / level, 0.0, 1.0), floor / level, scale)
 
 
 def preprocess_pixels(pixels: Sequence[Sequence[int]]) -> Preprocessed:
@@ -284,13 +299,14 @@ def _scale_wide(values: np.ndarray, mode: str) -> np.ndarray:
 # --- finding the ink -----------------------------------------------------------------------
 
 
-def _working_grey(image: Image.Image) -> np.ndarray:
-    """Grey levels in [0, 1] as float32, box-averaged down to at most WORKING_SIZE."""
+def _working_grey(image: Image.Image) -> tuple[np.ndarray, float]:
+    """Grey levels in [0, 1] as float32, box-averaged down to at most WORKING_SIZE, and the
+    factor it was reduced by."""
     grey = _to_grey(image)
     factor = math.ceil(max(grey.size) / WORKING_SIZE)
     if factor > 1:
         grey = grey.reduce(factor)
-    return np.asarray(grey, dtype=np.float32) / 255.0
+    return np.asarray(grey, dtype=np.float32) / 255.0, float(max(factor, 1))
 
 
 def _fit_paper(grey: np.ndarray, quantile: float, ink_side: int = 0) -> np.ndarray:
@@ -510,8 +526,11 @@ def _union(parent: list[int], a: int, b: int) -> None:
 # --- into the MNIST box --------------------------------------------------------------------
 
 
-def _to_mnist_box(ink: np.ndarray) -> np.ndarray:
-    """Crop to the ink, scale the longest side to 20 px, centre of mass at the centre of 28×28."""
+def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
+    """One digit's ink (0-1, paper 0, any size) → (28, 28) float32 MNIST format.
+
+    Crop to the ink, scale the longest side to 20 px, centre of mass at the centre of 28×28.
+    """
     left, top, right, bottom = _bounding_box(ink >= min(BOX_INK_LEVEL, float(ink.max())))
     scale = BOX_SIZE / max(right - left, bottom - top)
     # Resample a little beyond the box so the faint edges outside it come along; pad with

@@ -1,7 +1,99 @@
 """digitlab: train, evaluate, explain and serve handwritten-digit recognizers with PyTorch.
 
-Importing the package stays light: heavy or optional modules (matplotlib, fastapi, onnx) are
-imported only by the modules that need them.
+The Python API, as `notebooks/walkthrough.ipynb` uses it:
+
+    import digitlab
+
+    mnist = digitlab.load_mnist()                         # $DIGITLAB_DATA or ~/.cache/digitlab
+    config = digitlab.make_config("default", epochs=2)    # a recipe, fields overridden
+    result = digitlab.train(config, mnist, "runs/mine")   # train, checkpoint, write the run
+    report = digitlab.write_run_report("runs/mine", mnist)   # evaluation, plots, report.md
+    predictor = digitlab.Predictor.from_checkpoint(digitlab.default_checkpoint())
+    digitlab.predict_paths(predictor, ["photo.jpg"])      # photos and scans of single digits
+    digitlab.export_checkpoint(checkpoint, "model.onnx", "onnx")
+
+Importing the package stays light: each name below is imported from its module on first use
+(PEP 562), so `import digitlab` loads neither torch nor matplotlib.
 """
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# Public name → the module that defines it (and its name there, when different).
+_API: dict[str, tuple[str, str]] = {
+    "load_mnist": ("digitlab.data", "load_mnist"),
+    "make_config": ("digitlab.config", "make_config"),
+    "list_recipes": ("digitlab.config", "list_recipes"),
+    "list_models": ("digitlab.models", "list_models"),
+    "train": ("digitlab.train", "fit"),
+    "evaluate": ("digitlab.evaluate", "evaluate"),
+    "write_run_report": ("digitlab.report", "write_run_report"),
+    "load_model": ("digitlab.checkpoint", "load_model"),
+    "default_checkpoint": ("digitlab.runs", "default_checkpoint"),
+    "Predictor": ("digitlab.predict", "Predictor"),
+    "predict_paths": ("digitlab.predict", "predict_paths"),
+    "export_checkpoint": ("digitlab.export", "export_checkpoint"),
+}
+
+__all__ = [
+    "__version__",
+    "load_mnist",
+    "make_config",
+    "list_recipes",
+    "list_models",
+    "train",
+    "evaluate",
+    "write_run_report",
+    "load_model",
+    "default_checkpoint",
+    "Predictor",
+    "predict_paths",
+    "export_checkpoint",
+]
+
+if TYPE_CHECKING:
+    from digitlab.checkpoint import load_model
+    from digitlab.config import list_recipes, make_config
+    from digitlab.data import load_mnist
+    from digitlab.evaluate import evaluate
+    from digitlab.export import export_checkpoint
+    from digitlab.models import list_models
+    from digitlab.predict import Predictor, predict_paths
+    from digitlab.report import write_run_report
+    from digitlab.runs import default_checkpoint
+    from digitlab.train import fit as train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
+    module, attribute = _API[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # once imported, found without __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
+
+class _Package(types.ModuleType):
+    """Keeps `digitlab.train` and `digitlab.evaluate` the functions of the API.
+
+    Importing a submodule makes Python bind it as an attribute of the package: the first
+    `import digitlab.evaluate` anywhere (train.py does it) would turn `digitlab.evaluate` from
+    the function into the module of the same name. This ignores those bindings for API names;
+    `from digitlab.evaluate import ...` is unaffected.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

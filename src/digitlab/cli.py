@@ -20,6 +20,7 @@ from digitlab import __version__
 from digitlab.errors import DigitlabError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+_DEFAULT_CHECKPOINT_HELP = "default: the newest run in ./runs, else the packaged model"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +60,7 @@ _positive_float.__name__ = "positive number"
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _choose_default_checkpoint(args)
         return int(args.handler(args) or 0)
     except DigitlabError as err:
         from digitlab.train import TrainingInterrupted
@@ -68,6 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _choose_default_checkpoint(args: argparse.Namespace) -> None:
+    """Every command that takes a checkpoint and was given none (predict, read, explain,
+    evaluate, serve, ...) uses the newest run under ./runs, else the packaged model; the choice
+    is made here, once for all of them, and said in one line on stderr."""
+    if getattr(args, "checkpoint", True) is not None:  # no such option, or one was given
+        return
+    from digitlab.checkpoint import read_model_file
+    from digitlab.runs import default_checkpoint, is_packaged
+
+    args.checkpoint = default_checkpoint()
+    if is_packaged(args.checkpoint):
+        _, metadata = read_model_file(args.checkpoint)
+        accuracy = metadata.get("metrics", {}).get("test_accuracy")
+        scored = f", {accuracy:.2%} on the MNIST test set" if accuracy is not None else ""
+        print(
+            f"digitlab: using the packaged model ({metadata['model']}{scored}); "
+            "no run in ./runs — train your own with `digitlab train`",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"digitlab: using the newest run, {args.checkpoint.parent} "
+            "(--checkpoint RUN_DIR to choose another)",
+            file=sys.stderr,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,7 +327,24 @@ def _run_train(args: argparse.Namespace) -> int:
             f"test accuracy {evaluation.accuracy:.2%} after {summary['epochs']} epochs"
             f"{averaged}, in {summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
         )
+        print(_next_commands(run_dir))
     return 0
+
+
+def _next_commands(run_dir: Path) -> str:
+    """What to try with a model just trained (`make run` ends with this)."""
+    from digitlab.runs import RunPaths, default_checkpoint
+
+    is_default = default_checkpoint().resolve() == RunPaths(run_dir).model.resolve()
+    checkpoint = "" if is_default else f" --checkpoint {run_dir}"
+    commands = [
+        (f"digitlab predict --index 100{checkpoint}", "a test digit, drawn in the terminal"),
+        (f"digitlab predict my-digit.jpg{checkpoint}", "a photo or scan of your own"),
+        (f"digitlab serve{checkpoint}", "the draw-a-digit page on http://127.0.0.1:8000/"),
+    ]
+    width = max(len(command) for command, _ in commands)
+    lines = [f"  {command:{width}}  # {what}" for command, what in commands]
+    return "\n".join(["next, try:", *lines])
 
 
 class _TrainingDisplay:
@@ -363,7 +409,13 @@ def _add_evaluate(commands: Any) -> None:
     evaluate = _command(
         commands, "evaluate", _run_evaluate, "score a trained model on the MNIST test set"
     )
-    evaluate.add_argument("checkpoint", type=Path, metavar="RUN_DIR|CHECKPOINT")
+    evaluate.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        metavar="RUN_DIR|CHECKPOINT",
+        help=_DEFAULT_CHECKPOINT_HELP,
+    )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _add_json(evaluate, "accuracy, loss, per-class metrics, confusion matrix, misclassified")
     _add_data_dir(evaluate)
@@ -416,7 +468,9 @@ def _add_predict(commands: Any) -> None:
     )
     predict.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
     predict.add_argument("--index", type=int, help="instead of files: an MNIST test-set index")
-    predict.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    predict.add_argument(
+        "--checkpoint", type=Path, metavar="RUN_DIR", help=_DEFAULT_CHECKPOINT_HELP
+    )
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _add_runtime(predict)
     predict.add_argument("--save", type=Path, metavar="PNG", help="with --index: write the digit")
@@ -552,7 +606,7 @@ def _add_serve(commands: Any) -> None:
     serve = _command(
         commands, "serve", _run_serve, "serve the REST API and the draw-a-digit web page"
     )
-    serve.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    serve.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help=_DEFAULT_CHECKPOINT_HELP)
     serve.add_argument(
         "--host", default="127.0.0.1", help="0.0.0.0 makes it reachable from other machines"
     )
@@ -569,13 +623,14 @@ def _port(text: str) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    # Importing digitlab.serve names the extra to install when fastapi or uvicorn is missing.
     from digitlab.serve import create_app
 
     app = create_app(
         args.checkpoint, device=args.device, runtime=args.runtime
     )  # fails here on a bad checkpoint
+    import uvicorn
+
     print(f"digitlab: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

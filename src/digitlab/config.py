@@ -97,6 +97,7 @@ RECIPE_NOTES = {
 
 
 def list_recipes() -> list[str]:
+    """The names of the training recipes, for `make_config` and `digitlab train --recipe`."""
     return list(RECIPES)
 
 

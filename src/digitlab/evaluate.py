@@ -93,6 +93,8 @@ def evaluate(
     batch_size: int = 1000,
     device: torch.device | str = "cpu",
 ) -> Evaluation:
+    """Score `model` on uint8 `images` (N, 28, 28) with their `labels`: accuracy, mean loss,
+    per-class metrics, the confusion matrix and the misclassified indices (see `Evaluation`)."""
     log_probs = predict_log_probs(model, images, batch_size=batch_size, device=device)
     loss, accuracy = loss_and_accuracy(log_probs, labels)
     confidences, predictions = log_probs.exp().max(1)

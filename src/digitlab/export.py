@@ -27,6 +27,7 @@ from torch import nn
 
 from digitlab.checkpoint import atomic_path, load_model
 from digitlab.errors import CheckpointError, ConfigError, DigitlabError
+from digitlab.extras import require
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME = "pixels"
@@ -39,7 +40,6 @@ PARITY_TOLERANCE = 1e-4
 # Random images for the parity check run by `export_checkpoint` (noise, not digits: it checks
 # the arithmetic, and needs no dataset on the exporting machine).
 PARITY_BATCH = 64
-INSTALL_HINT = "pip install 'digitlab[export]'"
 
 _DOC_STRING = (
     f"{INPUT_NAME}: float32 [N, 1, 28, 28] in [0, 1], a white digit on black (MNIST format); "
@@ -77,7 +77,7 @@ def compare_outputs(reference: torch.Tensor, candidate: torch.Tensor) -> Parity:
 
 def onnx_bytes(model: nn.Module) -> bytes:
     """The model as a checked ONNX file, in memory."""
-    _require("onnx", "ONNX export")
+    require("onnx", "ONNX export")
     import onnx
 
     buffer = io.BytesIO()
@@ -212,7 +212,7 @@ class OnnxModel(nn.Module):
 
     def __init__(self, source: str | Path | bytes, *, threads: int = 1) -> None:
         super().__init__()
-        _require("onnxruntime", "running ONNX models")
+        require("onnxruntime", "running ONNX models")
         import onnxruntime as ort
 
         if not isinstance(source, bytes) and not Path(source).is_file():
@@ -257,15 +257,8 @@ def check_onnx_runtime(device: str = "auto") -> None:
     """ConfigError unless ONNX Runtime is installed and `device` is one it runs on here."""
     if device not in ("auto", "cpu"):
         raise ConfigError(f"the onnx runtime runs on the CPU; use device cpu, not {device!r}")
-    _require("onnx", "the onnx runtime")  # it exports the checkpoint with onnx first
-    _require("onnxruntime", "the onnx runtime")
-
-
-def _require(package: str, purpose: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(package) is None:
-        raise ConfigError(f"{purpose} needs the {package} package: {INSTALL_HINT}")
+    require("onnx", "the onnx runtime")  # it exports the checkpoint with onnx first
+    require("onnxruntime", "the onnx runtime")
 
 
 def _name(source: str | Path | bytes) -> str:

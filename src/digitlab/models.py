@@ -24,6 +24,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models() -> list[str]:
+    """The names in the model registry, for `create_model` and `digitlab train --model`."""
     return sorted(_REGISTRY)
 
 

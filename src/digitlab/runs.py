@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digitlab.errors import CheckpointError
+from digitlab.pretrained import PACKAGED_MODEL
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -73,10 +74,24 @@ def latest_run(runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
     return max(runs, key=lambda run: RunPaths(run).model.stat().st_mtime)
 
 
-def resolve_checkpoint(path: str | Path | None, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
-    """A run folder or a `.safetensors` file → the checkpoint file; None → the newest run's."""
-    if path is None:
+def default_checkpoint(runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """The checkpoint used when none is given: the newest run's under `runs_root` if there is
+    one, else the model that ships with digitlab (so a fresh install can predict at once)."""
+    try:
         return RunPaths(latest_run(runs_root)).model
+    except CheckpointError:
+        return PACKAGED_MODEL
+
+
+def is_packaged(checkpoint: Path) -> bool:
+    """Whether `checkpoint` is the model that ships with digitlab."""
+    return checkpoint.resolve() == PACKAGED_MODEL.resolve()
+
+
+def resolve_checkpoint(path: str | Path | None, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """A run folder or a `.safetensors` file → the checkpoint file; None → `default_checkpoint`."""
+    if path is None:
+        return default_checkpoint(runs_root)
     path = Path(path)
     if path.is_dir():
         model = RunPaths(path).model

@@ -53,7 +53,15 @@ def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
     header = next(i for i, line in enumerate(lines) if line.startswith("epoch"))
     rows = [line.split() for line in lines[header + 1 : header + 3]]
     assert [row[0] for row in rows] == ["1", "2"]
-    assert "report" in lines[-1]
+    # It ends (and so does `make run`) with where the report is and three commands to try.
+    assert lines[-5].endswith(f"report: {tmp_path / 'report.md'}")
+    assert lines[-4] == "next, try:"
+    tried = [line.split("#")[0].split() for line in lines[-3:]]
+    assert [command[:2] for command in tried] == [["digitlab", "predict"]] * 2 + [
+        ["digitlab", "serve"]
+    ]
+    # --out outside ./runs: the commands must name the run, or they would use another model.
+    assert all(command[-2:] == ["--checkpoint", str(tmp_path)] for command in tried)
 
 
 def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, mnist_dir, capsys):
@@ -222,3 +230,15 @@ def test_models_and_recipes_list_the_registry(capsys):
         assert f"{count_parameters(create_model(name)):,} parameters" in line
     code, out, _ = run_cli(capsys, "recipes")
     assert [line.split()[0] for line in out.splitlines()] == list(RECIPES)
+
+
+def test_next_commands_after_training_into_runs_need_no_checkpoint(tmp_path, monkeypatch):
+    from digitlab.checkpoint import save_model
+    from digitlab.cli import _next_commands
+    from digitlab.models import create_model
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = Path("runs") / "default-20261129-101500"
+    save_model(RunPaths(run_dir).model, create_model("lenet"), {"model": "lenet"})
+    commands = _next_commands(run_dir).splitlines()[1:]
+    assert len(commands) == 3 and not any("--checkpoint" in line for line in commands)

@@ -142,3 +142,12 @@ def test_recorded_command_recreates_the_packaged_weights(mnist_dir, tmp_path):
     remade = make_pretrained.train(tmp_path / "run", mnist_dir)
     assert make_pretrained.same_weights(remade, PACKAGED_MODEL)
     assert read_model_file(remade)[1] == metadata | {"torch_version": torch.__version__}
+
+
+def test_predictor_takes_a_run_folder_a_string_or_nothing(fresh_user):
+    assert Predictor.from_checkpoint().metadata["source"]["command"].startswith("digitlab train")
+    run = fresh_user / "runs" / "mine"
+    save_model(RunPaths(run).model, create_model("lenet"), {"model": "lenet", "epoch": 1})
+    assert Predictor.from_checkpoint().model_name == "lenet"  # the newest run comes first
+    assert Predictor.from_checkpoint(str(run)).model_name == "lenet"
+    assert Predictor.from_checkpoint(str(PACKAGED_MODEL)).model_name == "bncnn"

@@ -17,6 +17,7 @@ from digitlab.checkpoint import load_model
 from digitlab.device import select_device
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.models import model_label
+from digitlab.runs import resolve_checkpoint
 
 RUNTIMES = ("torch", "onnx")  # what runs the model: PyTorch, or ONNX Runtime on the CPU
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -48,10 +49,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path, device: str = "auto", runtime: str = "torch"
+        cls, path: str | Path | None = None, device: str = "auto", runtime: str = "torch"
     ) -> "Predictor":
-        """`runtime="onnx"` exports the model to ONNX in memory and runs it with ONNX Runtime."""
+        """Load a checkpoint: a `.safetensors` file or a run folder; None = the newest run under
+        ./runs, else the packaged model. `runtime="onnx"` exports the model to ONNX in memory
+        and runs it with ONNX Runtime."""
         check_runtime(runtime, device)
+        path = resolve_checkpoint(path)
         if runtime == "onnx":
             from digitlab.export import load_onnx_model
 

@@ -72,6 +72,7 @@ def main() -> int:
         _, metadata = read_model_file(checkpoint)
         accuracy = metadata["metrics"]["test_accuracy"]
         print(f"{COMMAND}: test accuracy {accuracy:.2%} in {seconds:.0f} s")
+        print(f"metadata: {', '.join(sorted(metadata))}")  # e.g. whether calibration is there
         if args.check:
             same = same_weights(checkpoint, PACKAGED_MODEL)
             print("same weights as the packaged model" if same else "DIFFERENT weights")

@@ -70,7 +70,8 @@ def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, m
     code, out, _ = run_cli(capsys, "train", *argv, "--out", run_dir)
     assert code == 0
     assert "training 2 × lenet" in out and "member 2 of 2" in out
-    assert "val acc" in out.splitlines()[1] and "2 models averaged" in out.splitlines()[-1]
+    assert "val acc" in out.splitlines()[1]
+    assert "2 models averaged" in out.splitlines()[-5]  # the summary, before "next, try:"
     report = RunPaths(run_dir).report.read_text()
     assert "## Ensemble members" in report
     member_history = json.loads(RunPaths(run_dir / "member-2").history.read_text())

@@ -3,7 +3,7 @@ packages are installed, and the one-line error that names the extra to install w
 
 import importlib.util
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError
 
 # The extra of each optional package digitlab imports (see pyproject.toml).
 EXTRA_OF_PACKAGE = {
@@ -16,8 +16,9 @@ EXTRA_OF_PACKAGE = {
 }
 
 
-class MissingExtraError(DigitlabError):
-    """A feature needs an optional package that is not installed."""
+class MissingExtraError(ConfigError):
+    """A feature needs an optional package that is not installed (a ConfigError, as the
+    error for an ONNX runtime without onnxruntime always was)."""
 
 
 def require(package: str, purpose: str) -> None:

@@ -8,10 +8,10 @@ tinted paper, lighting gradient, noise, JPEG artefacts) into `--folder`: `--uniq
 and copies of them under new names; later runs reuse them. Each measurement is a fresh process
 running `digitlab predict FOLDER --jsonl --out FILE --workers N`, timed from inside (model load
 included, Python start-up not). Peak RSS is the reading process's own (`ru_maxrss`; the workers,
-children of the forkserver, are not counted). Targets (issue 10): 2 workers >= 1.6x the images/s of 1; the peak RSS
-for all files within 10% of that for `--small`. The rows run in the order 1, 2, 1, 2 workers so
-that a change in the machine's load shows up as a difference between the repeats rather than as a
-speed-up.
+children of the forkserver, are not counted). Targets (issue 10): 2 workers >= 1.6x the images/s
+of 1; the peak RSS for all files within 10% of that for `--small`. The rows run in the order 1, 2,
+1, 2 workers so that a change in the machine's load shows up as a difference between the repeats
+rather than as a speed-up.
 """
 
 import argparse

@@ -29,7 +29,7 @@ _API: dict[str, tuple[str, str]] = {
     "make_config": ("digitlab.config", "make_config"),
     "list_recipes": ("digitlab.config", "list_recipes"),
     "list_models": ("digitlab.models", "list_models"),
-    "train": ("digitlab.train", "fit"),
+    "train": ("digitlab.train", "train"),
     "evaluate": ("digitlab.evaluate", "evaluate"),
     "write_run_report": ("digitlab.report", "write_run_report"),
     "load_model": ("digitlab.checkpoint", "load_model"),
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from digitlab.predict import Predictor, predict_paths
     from digitlab.report import write_run_report
     from digitlab.runs import default_checkpoint
-    from digitlab.train import fit as train
+    from digitlab.train import train
 
 
 def __getattr__(name: str) -> Any:

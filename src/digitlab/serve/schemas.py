@@ -16,7 +16,7 @@ description says it; ragged rows are refused with 422).
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from digitlab.preprocess import MNIST_SIZE
 
@@ -37,13 +37,23 @@ IMAGE_DESCRIPTION = (
 )
 
 
+def _not_a_boolean(value: object) -> object:
+    # JSON Schema's integers include 7.0 but not `true`; pydantic's lax int takes both.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, not a boolean")
+    return value
+
+
+# An integer as JSON Schema has it: 7 or 7.0, not 7.5, not `true`.
+JSONInt = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
 class ImageJSON(BaseModel):
     """A JSON body as sent: exactly one of `pixels` or `image` (the parser, not the docs)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Strict: `true` is no grey level (pydantic would read it as 1), as JSON Schema says.
-    pixels: list[list[StrictInt]] | None = None
+    pixels: list[list[JSONInt]] | None = None
     image: str | None = None
 
     @model_validator(mode="after")

@@ -94,7 +94,13 @@ def make_wild_set(
 
 def render_wild(digit: np.ndarray, style: WildStyle, rng: np.random.Generator) -> Image.Image:
     """The digit drawn on a sheet in `style`; rng supplies the noise and the specks."""
-    coverage = _ink_coverage(digit, style, rng)
+    return render_coverage(_ink_coverage(digit, style, rng), style, rng)
+
+
+def render_coverage(
+    coverage: np.ndarray, style: WildStyle, rng: np.random.Generator
+) -> Image.Image:
+    """Ink coverage (0-1 per pixel) as a photo in `style`: colours, light, noise, JPEG."""
     ink, paper = np.array(style.ink_rgb), np.array(style.paper_rgb)
     rgb = paper * (1 - coverage[..., None]) + ink * coverage[..., None]
     rgb *= _lighting(coverage.shape, style)[..., None]
@@ -114,11 +120,11 @@ def _ink_coverage(digit: np.ndarray, style: WildStyle, rng: np.random.Generator)
     left = round((width - size) * style.position[1])
     coverage = np.zeros((height, width))
     coverage[top : top + size, left : left + size] = np.asarray(enlarged) / 255.0
-    _add_specks(coverage, style, rng)
+    add_specks(coverage, style, rng)
     return coverage
 
 
-def _add_specks(coverage: np.ndarray, style: WildStyle, rng: np.random.Generator) -> None:
+def add_specks(coverage: np.ndarray, style: WildStyle, rng: np.random.Generator) -> None:
     """Dust: dots well under a stroke's width (MNIST strokes are 2-3 px) anywhere on the sheet."""
     ys, xs = np.ogrid[: coverage.shape[0], : coverage.shape[1]]
     for _ in range(style.specks):

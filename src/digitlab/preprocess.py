@@ -441,9 +441,7 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     noise floor connected to them (hysteresis). The largest piece must look like a digit;
     pieces with few stroke pixels beside it are specks.
     """
-    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
-    # it would otherwise split the paper's noise instead of ink from paper.
-    strokes = ink >= np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE)
+    strokes = ink >= stroke_threshold(ink)
     labels, count = _label_components(ink > noise_floor)
     stroke_pixels = np.bincount(labels[strokes], minlength=count + 1)
     stroke_pixels[0] = 0  # label 0 is the background
@@ -456,6 +454,13 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     digit = np.where(pieces[labels], ink, 0.0)
     # Subtract the noise floor so the paper around the digit ends at exactly 0.
     return np.clip((digit - noise_floor) / (1.0 - noise_floor), 0.0, 1.0).astype(np.float32)
+
+
+def stroke_threshold(ink: np.ndarray) -> float:
+    """The ink level above which a pixel is a stroke's core rather than its soft edge."""
+    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
+    # it would otherwise split the paper's noise instead of ink from paper.
+    return float(np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE))
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:

@@ -54,7 +54,7 @@ def test_json_gives_text_boxes_and_confidence(trained_run, numbers, capsys) -> N
             x, y, w, h = digit["box"]
             first, last = slot(index)
             assert first <= x and x + w - 1 <= last  # each box around its own digit
-            assert 0 <= y and 0 < h <= 28 * 3
+            assert y >= 0 and 0 < h <= 28 * 3
 
 
 def test_table_has_a_row_per_file(trained_run, numbers, capsys) -> None:

@@ -30,7 +30,7 @@ from digitlab.serve.batching import BatchingPredictor
 from digitlab.serve.limits import BodySizeLimit
 from digitlab.serve.schemas import MAX_PIXELS_SIDE
 
-REQUIRED_IDS = ("canvas", "predict", "clear", "prediction")
+REQUIRED_IDS = ("canvas", "overlay", "read", "reading", "predict", "clear", "prediction")
 
 
 @pytest.fixture(scope="module")
@@ -598,6 +598,40 @@ def test_concurrent_predictions_share_one_forward_pass(run_dir: Path, digits) ->
     assert alone.digit == together[0].digit
     # Batched arithmetic may round differently in the last bits, nothing more.
     assert alone.probabilities == pytest.approx(together[0].probabilities, abs=1e-6)
+
+
+def test_reading_in_a_worker_thread_predicts_on_the_event_loop(run_dir: Path, number) -> None:
+    """/read segments in a worker thread; the bridge runs its forward passes on the loop's
+    thread, through the batcher, with the same answers as a direct call."""
+    import threading
+
+    from starlette.concurrency import run_in_threadpool
+
+    from digitlab.read import read_image
+    from digitlab.serve.batching import ThreadBridgePredictor
+
+    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors", "cpu")
+    picture = Image.fromarray(number)
+    direct = read_image(predictor, picture)
+    passes_ran_on: list[int] = []
+    predict_tensor = predictor.predict_tensor
+
+    def recording(pixels: torch.Tensor):
+        passes_ran_on.append(threading.get_ident())
+        return predict_tensor(pixels)
+
+    predictor.predict_tensor = recording  # type: ignore[method-assign]
+    bridge = ThreadBridgePredictor(BatchingPredictor(predictor))
+
+    async def read_in_a_thread():
+        return await run_in_threadpool(read_image, bridge, picture), threading.get_ident()
+
+    bridged, loop_thread = asyncio.run(read_in_a_thread())
+    assert passes_ran_on and set(passes_ran_on) == {loop_thread}
+    assert bridged.text == direct.text == NUMBER
+    assert [d.box for d in bridged.digits] == [d.box for d in direct.digits]
+    for ours, theirs in zip(bridged.digits, direct.digits, strict=True):
+        assert ours.probability == pytest.approx(theirs.probability, abs=1e-6)
 
 
 def test_a_failing_batch_fails_each_of_its_requests(run_dir: Path) -> None:

@@ -19,6 +19,11 @@ from PIL import Image
 from digitlab.errors import DigitlabError
 from digitlab.predict import Predictor
 
+# Width / height of each digit's ink (above a quarter of full strength) in the MNIST training
+# set: the median and the standard deviation of its log, for 0-9.
+DIGIT_LOG_ASPECTS = torch.tensor([0.9, 0.39, 0.93, 0.79, 0.79, 0.93, 0.72, 0.77, 0.76, 0.67]).log()
+DIGIT_LOG_ASPECT_SPREADS = torch.tensor([0.2, 0.46, 0.22, 0.21, 0.21, 0.26, 0.22, 0.21, 0.22, 0.21])
+
 
 @dataclass(frozen=True)
 class ReadDigit:
@@ -134,16 +139,31 @@ def _find_digits(
 
 
 def _scorer(predictor: Predictor) -> Callable[[Sequence[np.ndarray]], list[float]]:
-    """How sure the model is that each ink patch is one digit: its top probability."""
-    from digitlab.preprocess import ink_to_mnist
+    """How sure we are that each ink patch is one digit: the model's probability for the best
+    digit times how typical the patch's width / height is for that digit.
+
+    The shape matters because the model, trained on single digits only, is often sure of a
+    slice of a digit or of two digits together as well; a third of a 0 is no 1's shape.
+    """
+    from digitlab.preprocess import BOX_INK_LEVEL, ink_to_mnist
 
     def score(patches: Sequence[np.ndarray]) -> list[float]:
         if not patches:
             return []
         views = torch.stack([torch.from_numpy(ink_to_mnist(p)).unsqueeze(0) for p in patches])
-        return [prediction.probability for prediction in predictor.predict_tensor(views)]
+        probabilities = predictor.predict_probabilities(views)  # (N, 10)
+        aspects = torch.tensor([_aspect(patch >= BOX_INK_LEVEL) for patch in patches])
+        spread = (aspects.log()[:, None] - DIGIT_LOG_ASPECTS) / DIGIT_LOG_ASPECT_SPREADS
+        return (probabilities * torch.exp(-0.5 * spread**2)).amax(dim=1).tolist()
 
     return score
+
+
+def _aspect(mask: np.ndarray) -> float:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return 1.0
+    return float(cols[-1] - cols[0] + 1) / float(rows[-1] - rows[0] + 1)
 
 
 def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:

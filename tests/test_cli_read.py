@@ -14,7 +14,7 @@ from digitlab.cli import EXIT_ERROR, EXIT_USAGE, main
 from digitlab.data import MNIST
 from digitlab.plots import BOX_COLOR
 
-NUMBERS = ("2026", "715", "48")
+NUMBERS = ("2026", "714", "97")
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +58,26 @@ def test_json_gives_text_boxes_and_confidence(trained_run, numbers, capsys) -> N
 
 
 def test_table_has_a_row_per_file(trained_run, numbers, capsys) -> None:
-    code, out, _ = read(capsys, numbers["2026"], numbers["48"], "--checkpoint", trained_run)
+    code, out, _ = read(capsys, numbers["2026"], numbers["97"], "--checkpoint", trained_run)
     assert code == 0
     header, *rows = out.splitlines()
     assert header.split() == ["file", "text", "confidence", "digits"]
     assert [row.split()[:2] for row in rows] == [
         [str(numbers["2026"]), "2026"],
-        [str(numbers["48"]), "48"],
+        [str(numbers["97"]), "97"],
     ]
     # Each digit with its probability: "2 99.9%, 0 99.8%, ..."
     assert [part.split()[0] for part in rows[0].split("  ")[-1].split(", ")] == list("2026")
 
 
 def test_csv_has_a_row_per_file(trained_run, numbers, capsys) -> None:
-    code, out, _ = read(capsys, numbers["715"], "--checkpoint", trained_run, "--csv")
+    code, out, _ = read(capsys, numbers["714"], "--checkpoint", trained_run, "--csv")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 1
     row = rows[0]
-    assert row["path"] == str(numbers["715"]) and row["text"] == "715"
-    assert [item.split(":")[0] for item in row["digits"].split()] == ["7", "1", "5"]
+    assert row["path"] == str(numbers["714"]) and row["text"] == "714"
+    assert [item.split(":")[0] for item in row["digits"].split()] == ["7", "1", "4"]
     assert len(row["boxes"].split(";")) == 3
     assert 0 < float(row["confidence"]) <= 1
     assert row["reason"] == "" and row["error"] == ""
@@ -85,10 +85,10 @@ def test_csv_has_a_row_per_file(trained_run, numbers, capsys) -> None:
 
 def test_show_draws_the_boxes(trained_run, numbers, tmp_path, capsys) -> None:
     shown = tmp_path / "shown"
-    code, _, _ = read(capsys, numbers["48"], "--checkpoint", trained_run, "--show", shown)
+    code, _, _ = read(capsys, numbers["97"], "--checkpoint", trained_run, "--show", shown)
     assert code == 0
     (written,) = shown.iterdir()
-    assert written.name == "0000-number-48.png"
+    assert written.name == "0000-number-97.png"
     pixels = np.asarray(Image.open(written).convert("RGB")).reshape(-1, 3).astype(int)
     red = np.array([int(BOX_COLOR[i : i + 2], 16) for i in (1, 3, 5)])
     # The boxes' colour is nowhere in a grey picture of digits: it was drawn.
@@ -110,11 +110,11 @@ def test_unreadable_files_are_reported_and_exit_1(trained_run, numbers, tmp_path
     (tmp_path / "notes.png").write_text("not a picture")
     missing, junk = tmp_path / "missing.png", tmp_path / "notes.png"
     code, out, err = read(
-        capsys, numbers["48"], missing, junk, "--checkpoint", trained_run, "--json"
+        capsys, numbers["97"], missing, junk, "--checkpoint", trained_run, "--json"
     )
     assert code == EXIT_ERROR
     readings = json.loads(out)  # the readable file is still read
-    assert readings[0]["text"] == "48"
+    assert readings[0]["text"] == "97"
     assert "no such file" in readings[1]["error"] and "not an image" in readings[2]["error"]
     lines = err.splitlines()
     assert len(lines) == 2 and all(line.startswith("digitlab: skipped ") for line in lines)

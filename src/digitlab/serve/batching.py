@@ -16,6 +16,7 @@ import asyncio
 
 import torch
 
+from digitlab.data import NUM_CLASSES
 from digitlab.predict import Prediction, Predictor
 
 
@@ -64,7 +65,11 @@ class ThreadBridgePredictor(Predictor):
         super().__init__(inner.model, inner.metadata, inner.device)
         self.batcher = batcher
 
-    def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:
+    def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 10) probabilities, computed on the event loop (`predict_tensor` comes here too)."""
         from anyio.from_thread import run
 
-        return run(self.batcher.predict_many, pixels)
+        if len(pixels) == 0:
+            return torch.zeros(0, NUM_CLASSES)
+        predictions = run(self.batcher.predict_many, pixels)
+        return torch.tensor([prediction.probabilities for prediction in predictions])

@@ -15,6 +15,7 @@ Every choice comes from the seed, so the sets are the same on every machine.
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,15 +127,18 @@ def font_coverage(text: str, font_file: str, rng: np.random.Generator) -> np.nda
     return np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0)
 
 
-def render_number(coverage: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """A line of ink at MNIST scale drawn as a photo: enlarged, tilted, on a sheet, lit."""
+def render_number(
+    coverage: np.ndarray, rng: np.random.Generator, tilt: float | None = None, **changes: Any
+) -> Image.Image:
+    """A line of ink at MNIST scale drawn as a photo: enlarged, tilted (degrees, random if
+    None), on a sheet, lit; `changes` fix fields of the random WildStyle."""
     style = dataclasses.replace(random_style(rng), scale=float(rng.uniform(2.0, 5.0)))
+    style = dataclasses.replace(style, **changes)
     height = round(coverage.shape[0] * style.scale)
     width = round(coverage.shape[1] * style.scale)
     enlarged = Image.fromarray(coverage).resize((width, height), Image.Resampling.BICUBIC)
-    tilted = enlarged.rotate(
-        float(rng.uniform(-MAX_TILT, MAX_TILT)), Image.Resampling.BICUBIC, expand=True
-    )
+    angle = float(rng.uniform(-MAX_TILT, MAX_TILT)) if tilt is None else tilt
+    tilted = enlarged.rotate(angle, Image.Resampling.BICUBIC, expand=True)
     line = np.clip(np.asarray(tilted, dtype=np.float32), 0.0, 1.0)
     margin_y = round(line.shape[0] * rng.uniform(0.2, 0.8))
     margin_x = round(line.shape[0] * rng.uniform(0.2, 0.8))

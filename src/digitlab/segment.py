@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitlab.preprocess import InkMap, stroke_threshold
+from digitlab.preprocess import MAX_DIGIT_FILL, MIN_DIGIT_SPAN, InkMap, stroke_threshold
 
 # A piece with fewer stroke pixels than this fraction of the largest piece is a speck.
 MIN_PIECE_FRACTION = 0.08
 # ... and a digit holds at least this many stroke pixels whatever the largest piece.
 MIN_DIGIT_PIXELS = 12
-# A piece shorter than this fraction of the line's digit height is a speck or texture.
+# A piece smaller both ways than this fraction of the line's digit height is a speck.
 MIN_HEIGHT_FRACTION = 0.35
 # The line's digit height: this percentile of the columns' ink heights.
 HEIGHT_PERCENTILE = 95
@@ -98,7 +98,12 @@ def segment(found: InkMap, *, score: Scorer | None = None) -> list[Segment] | st
         return "no digits found: only specks, nothing like a digit"
     kept = stroke_counts >= max(MIN_PIECE_FRACTION * largest, MIN_DIGIT_PIXELS)
     height = _digit_height(kept[labels])
-    kept &= stats[:, cv2.CC_STAT_HEIGHT] >= MIN_HEIGHT_FRACTION * height
+    # Specks are small both ways; a detached bar is short but as wide as a stroke is long.
+    extent = np.maximum(stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH])
+    kept &= extent >= max(MIN_HEIGHT_FRACTION * height, MIN_DIGIT_SPAN * max(ink.shape))
+    kept &= stroke_counts <= MAX_DIGIT_FILL * extent.astype(np.float64) ** 2  # dots, blobs
+    if not kept.any():
+        return "no digits found: only specks or blobs, nothing like a digit"
     cleaned = np.clip((ink - found.noise_floor) / (1.0 - found.noise_floor), 0.0, 1.0)
     units = _units(cleaned.astype(np.float32), labels, stats, np.flatnonzero(kept), height)
     parts = _candidate_parts(units, height)

@@ -280,6 +280,8 @@ def test_api_docs_render_offline(browser: playwright.Browser, server_url: str) -
         predict = page.locator(".opblock-post", has_text="/predict")
         playwright.expect(predict).to_contain_text("Recognise one handwritten digit")
         playwright.expect(page.locator(".opblock-get", has_text="/health")).to_be_visible()
+        read = page.locator(".opblock-post", has_text="/read")
+        playwright.expect(read).to_contain_text("Read a number")
         # Opening the operation shows both request bodies from the OpenAPI 3.1 schema.
         predict.locator(".opblock-summary").click()
         playwright.expect(predict.locator(".body-param-content-type select")).to_contain_text(

@@ -43,7 +43,9 @@ PICTURE_FORMAT = (
 # Searched as JSON Schema validators search a `pattern` (Python's `$` also matches before
 # a final newline, so `base64`'s own output with its trailing newline is accepted too).
 _BASE64 = re.compile(BASE64_PATTERN)
-# Below this many values, checking pixels is cheaper than a hop to a worker thread.
+# Below these sizes, parsing JSON or checking pixels is cheaper than a hop to a worker thread
+# (a 28×28 digit as JSON is about 3 KB).
+INLINE_JSON_BYTES = 64 * 1024
 INLINE_PIXELS = 4096
 
 
@@ -90,7 +92,11 @@ async def _read_body(request: Request, pixels_format: str) -> ImageJSON | bytes:
     """The parsed JSON body, or the uploaded file's bytes; `pixels_format` explains bad pixels."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == JSON:
-        return _parse_json(await request.body(), pixels_format)
+        body = await request.body()
+        if len(body) <= INLINE_JSON_BYTES:
+            return _parse_json(body, pixels_format)
+        # A large image as pixels or base64 takes milliseconds to parse: off the event loop.
+        return await run_in_threadpool(_parse_json, body, pixels_format)
     if media_type == MULTIPART:
         return await _from_upload(request)
     got = f"Content-Type {media_type!r}" if media_type else "no Content-Type"

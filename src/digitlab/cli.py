@@ -569,7 +569,12 @@ def _add_read(commands: Any) -> None:
         help="print a JSON list, one object per file: path, text, digits (digit, "
         "probability, box [x, y, w, h]), confidence, reason, error",
     )
-    output.add_argument("--csv", action="store_true", help="print one CSV row per file")
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print one CSV row per file: path, text, confidence, digits (digit:probability "
+        "...), boxes (x y w h;...), reason, error",
+    )
     read.add_argument(
         "--show",
         type=Path,

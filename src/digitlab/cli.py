@@ -498,8 +498,8 @@ def _print_csv(results: Sequence[Any]) -> None:
 
 
 def _write_views(results: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_original_and_view
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(results):
         if r.error:

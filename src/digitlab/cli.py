@@ -500,8 +500,8 @@ def _print_csv(results: Sequence[Any]) -> None:
 
 
 def _write_views(results: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_original_and_view
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(results):
         if r.error:
@@ -646,8 +646,8 @@ def _print_readings_csv(readings: Sequence[Any]) -> None:
 
 
 def _draw_readings(readings: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_reading
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(readings):
         if r.error:

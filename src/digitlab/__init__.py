@@ -10,6 +10,7 @@ The Python API, as `notebooks/walkthrough.ipynb` uses it:
     report = digitlab.write_run_report("runs/mine", mnist)   # evaluation, plots, report.md
     predictor = digitlab.Predictor.from_checkpoint(digitlab.default_checkpoint())
     digitlab.predict_paths(predictor, ["photo.jpg"])      # photos and scans of single digits
+    digitlab.read_paths(predictor, ["meter.jpg"])         # whole numbers: "2026", with boxes
     digitlab.export_checkpoint(checkpoint, "model.onnx", "onnx")
 
 Importing the package stays light: each name below is imported from its module on first use
@@ -36,6 +37,8 @@ _API: dict[str, tuple[str, str]] = {
     "default_checkpoint": ("digitlab.runs", "default_checkpoint"),
     "Predictor": ("digitlab.predict", "Predictor"),
     "predict_paths": ("digitlab.predict", "predict_paths"),
+    "read_image": ("digitlab.read", "read_image"),
+    "read_paths": ("digitlab.read", "read_paths"),
     "export_checkpoint": ("digitlab.export", "export_checkpoint"),
 }
 
@@ -52,6 +55,8 @@ __all__ = [
     "default_checkpoint",
     "Predictor",
     "predict_paths",
+    "read_image",
+    "read_paths",
     "export_checkpoint",
 ]
 
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
     from digitlab.export import export_checkpoint
     from digitlab.models import list_models
     from digitlab.predict import Predictor, predict_paths
+    from digitlab.read import read_image, read_paths
     from digitlab.report import write_run_report
     from digitlab.runs import default_checkpoint
     from digitlab.train import train

@@ -64,9 +64,10 @@ def main() -> None:
     torch.set_num_threads(1)
     mnist = load_mnist()
     views = list(to_float(mnist.test_images[: args.digits]))  # each (1, 28, 28)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, ")
-    print(f"{args.digits} test digits, Integrated Gradients with {STEPS} steps × 2 classes\n")
-    print("| model | explain CPU ms / digit | predict CPU ms / digit | ratio | heat-map PNG CPU ms |")
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread,")
+    print(f"{args.digits} test digits, Integrated Gradients with {STEPS} steps × 2 classes.")
+    print("CPU ms per digit, medians.\n")
+    print("| model | explain ms | predict ms (batch 1) | ratio | heat-map PNG ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as folder:
         png = Path(folder) / "explained.png"

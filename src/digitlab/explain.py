@@ -109,7 +109,7 @@ def attribute(
     """
     check_explainable(model)
     integrated_gradients = _import_integrated_gradients()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), view).device  # where the weights are
     inputs = view.to(device, torch.float32).expand(len(digits), *view.shape).contiguous()
     with torch.enable_grad():  # callers may sit in torch.inference_mode or no_grad
         maps, deltas = integrated_gradients(model.eval()).attribute(

@@ -18,7 +18,8 @@ missing ink mattered.
 Explanations need gradients, so they need the PyTorch model: a `Predictor` running ONNX Runtime
 raises `ConfigError`. Every registry model and ensembles work (an ensemble's output is the log
 of its averaged probability, explained as a whole). The maps are deterministic: the same view
-and model give the same numbers, bit for bit, as each view is explained in a batch of its own.
+and model on the same device and thread count give the same numbers, bit for bit (nothing is
+sampled, and each view is explained in a batch of its own, whatever else is explained with it).
 """
 
 from collections.abc import Sequence

@@ -66,11 +66,14 @@ class Predictor:
         """The registry name, or e.g. "5 × vggbn" for an ensemble."""
         return model_label(str(self.metadata["model"]), int(self.metadata.get("members", 1)))
 
-    @torch.inference_mode()
     def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:
         """Predict float digits (N, 1, 28, 28) in [0, 1], white ink on black (ToTensor format)."""
-        probabilities = self.model(pixels.to(self.device)).float().exp().cpu()
-        return [_to_prediction(p) for p in probabilities]
+        return [_to_prediction(p) for p in self.predict_probabilities(pixels)]
+
+    @torch.inference_mode()
+    def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 10) probabilities on the CPU for float digits (N, 1, 28, 28) as predict_tensor."""
+        return self.model(pixels.to(self.device)).float().exp().cpu()
 
 
 def check_runtime(runtime: str, device: str = "auto") -> None:

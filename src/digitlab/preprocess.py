@@ -58,6 +58,11 @@ PAPER_GRID = 16
 PAPER_FIT_ROUNDS = 4
 # Light ink must cover less of the picture than this (MNIST digits cover about 20%).
 MAX_LIGHT_INK_SHARE = 0.4
+# The lighter side's share says clearly which is ink outside these bounds; within them the
+# picture's edge decides, when this share of it is on one side.
+CLEAR_LIGHT_INK_SHARE = 0.25
+CLEAR_DARK_INK_SHARE = 0.6
+CLEAR_EDGE_SHARE = 0.75
 # A block's level is this quantile (percent) from its paper side: paper if a quarter is.
 PAPER_SIDE_QUANTILE = 75
 # Paper lies within this distance of the fitted surface (uneven paper, misfit, noise).
@@ -399,12 +404,22 @@ def _ink_is_light(grey: np.ndarray) -> bool:
 
     Ink is the minority: split the picture, flattened by a paper fit that doesn't need to
     know the polarity, in two with Otsu's threshold and see which part is smaller. Near-even
-    splits (bold digits cropped tightly) count as dark ink, like most photos and scans.
+    splits (bold digits cropped tightly) are decided by the picture's edge when it is clearly
+    on one side, else count as dark ink, like most photos and scans.
     """
     flattened = _every_other(grey - _fit_paper(grey, 50))
     low, high = float(flattened.min()), float(flattened.max())
     scaled = (flattened - low) / max(high - low, 1e-6)
     light_share = float((scaled >= _otsu_threshold(scaled)).mean())
+    if CLEAR_LIGHT_INK_SHARE < light_share < CLEAR_DARK_INK_SHARE:
+        # Nearly even: perhaps a bold digit cropped tightly. The picture's edge is mostly
+        # paper even where such a crop cuts through strokes; believe it when it is clear.
+        edge = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+        edge_light_share = float((edge >= _otsu_threshold(np.clip(grey, 0.0, 1.0))).mean())
+        if edge_light_share <= 1 - CLEAR_EDGE_SHARE:
+            return True
+        if edge_light_share >= CLEAR_EDGE_SHARE:
+            return False
     return light_share < MAX_LIGHT_INK_SHARE
 
 
@@ -441,9 +456,7 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     noise floor connected to them (hysteresis). The largest piece must look like a digit;
     pieces with few stroke pixels beside it are specks.
     """
-    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
-    # it would otherwise split the paper's noise instead of ink from paper.
-    strokes = ink >= np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE)
+    strokes = ink >= stroke_threshold(ink)
     labels, count = _label_components(ink > noise_floor)
     stroke_pixels = np.bincount(labels[strokes], minlength=count + 1)
     stroke_pixels[0] = 0  # label 0 is the background
@@ -456,6 +469,13 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     digit = np.where(pieces[labels], ink, 0.0)
     # Subtract the noise floor so the paper around the digit ends at exactly 0.
     return np.clip((digit - noise_floor) / (1.0 - noise_floor), 0.0, 1.0).astype(np.float32)
+
+
+def stroke_threshold(ink: np.ndarray) -> float:
+    """The ink level above which a pixel is a stroke's core rather than its soft edge."""
+    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
+    # it would otherwise split the paper's noise instead of ink from paper.
+    return float(np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE))
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -480,47 +500,11 @@ def _is_speck(strokes: np.ndarray, image_side: int) -> bool:
 
 
 def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components: (labels with 0 = background, number of components).
+    """8-connected components: (labels with 0 = background, number of components)."""
+    import cv2
 
-    Works on horizontal runs of pixels (a digit has a few per row), joined by union-find
-    where runs in neighbouring rows touch, so it is fast without scipy.
-    """
-    height = mask.shape[0]
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    run_rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]  # exclusive; nonzero is row-major, so pairs line up
-    row_first = np.searchsorted(run_rows, np.arange(height + 1)).tolist()
-    parent = list(range(len(starts)))
-    starts_list, ends_list = starts.tolist(), ends.tolist()
-    for row in range(1, height):
-        above, here = row_first[row - 1], row_first[row]
-        stop_above, stop_here = here, row_first[row + 1]
-        while above < stop_above and here < stop_here:
-            # Runs touch (diagonals included) when each starts no later than the other ends.
-            if starts_list[above] <= ends_list[here] and starts_list[here] <= ends_list[above]:
-                _union(parent, above, here)
-            if ends_list[above] < ends_list[here]:
-                above += 1
-            else:
-                here += 1
-    roots = np.array([_find(parent, run) for run in range(len(parent))], dtype=np.int64)
-    run_labels = np.unique(roots, return_inverse=True)[1] + 1 if roots.size else roots
-    labels = np.zeros(mask.shape, dtype=np.int64)
-    labels[mask] = np.repeat(run_labels, ends - starts)  # mask pixels are row-major too
-    return labels, int(run_labels.max(initial=0))
-
-
-def _find(parent: list[int], item: int) -> int:
-    while parent[item] != item:
-        parent[item] = parent[parent[item]]  # path halving keeps the trees flat
-        item = parent[item]
-    return item
-
-
-def _union(parent: list[int], a: int, b: int) -> None:
-    root_a, root_b = _find(parent, a), _find(parent, b)
-    if root_a != root_b:
-        parent[max(root_a, root_b)] = min(root_a, root_b)
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels, count - 1
 
 
 # --- into the MNIST box --------------------------------------------------------------------

@@ -606,8 +606,8 @@ def _print_csv(results: Sequence[Any]) -> None:
 
 
 def _write_views(results: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_original_and_view
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(results):
         if r.error:
@@ -675,7 +675,12 @@ def _add_read(commands: Any) -> None:
         help="print a JSON list, one object per file: path, text, digits (digit, "
         "probability, box [x, y, w, h]), confidence, reason, error",
     )
-    output.add_argument("--csv", action="store_true", help="print one CSV row per file")
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print one CSV row per file: path, text, confidence, digits (digit:probability "
+        "...), boxes (x y w h;...), reason, error",
+    )
     read.add_argument(
         "--show",
         type=Path,
@@ -747,8 +752,8 @@ def _print_readings_csv(readings: Sequence[Any]) -> None:
 
 
 def _draw_readings(readings: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_reading
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(readings):
         if r.error:

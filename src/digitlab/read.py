@@ -97,7 +97,7 @@ def read_paths(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Reading]:
     """Open and read image files in chunks; unreadable files become readings with an error."""
-    from digitlab.preprocess import open_image
+    from digitlab.images import open_image
 
     readings: list[Reading] = []
     for chunk in _chunks(paths, batch_size):

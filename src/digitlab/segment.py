@@ -42,10 +42,9 @@ MAX_PART_UNITS = 8
 # Leaving out a unit no digit can hold costs this much log-score.
 SKIP_COST = -20.0
 # A part costs GAP_COST per digit height of empty columns it bridges, and CUT_COST per stroke
-# its left seam cuts through (strokes are about STROKE_WIDTH of the digit height wide).
+# its left seam cuts through (as wide as the line's strokes are on average).
 GAP_COST = 40.0
 CUT_COST = 1.0
-STROKE_WIDTH = 0.12
 # A digit is one body of ink with perhaps small pieces (a detached bar): each further piece
 # taller than TALL_PIECE of the digit height in a part costs BODY_COST.
 TALL_PIECE = 0.7
@@ -108,7 +107,7 @@ def segment(found: InkMap, *, score: Scorer | None = None) -> list[Segment] | st
     units = _units(cleaned.astype(np.float32), labels, stats, np.flatnonzero(kept), height)
     parts = _candidate_parts(units, height)
     scores = (score or _shape_score)([part.ink for part in parts.values()])
-    costs = _part_costs(units, parts, height)
+    costs = _part_costs(units, parts, height, _stroke_width(strokes & kept[labels]))
     chain = _best_chain(len(units), dict(zip(parts, scores, strict=True)), costs)
     return [parts[span] for span in chain]
 
@@ -254,13 +253,21 @@ def _joined(units: Sequence[_Unit], bounds: tuple[int, int, int, int]) -> Segmen
     return Segment(ink, (left, top, right - left, bottom - top))
 
 
+def _stroke_width(strokes: np.ndarray) -> float:
+    """The strokes' mean width: twice their area over their outline's length."""
+    import cv2
+
+    mask = strokes.astype(np.uint8)
+    outline = int((mask > cv2.erode(mask, np.ones((3, 3), np.uint8))).sum())
+    return max(2.0 * float(mask.sum()) / max(outline, 1), 1.0)
+
+
 def _part_costs(
-    units: list[_Unit], parts: dict[tuple[int, int], Segment], height: float
+    units: list[_Unit], parts: dict[tuple[int, int], Segment], height: float, stroke: float
 ) -> dict[tuple[int, int], float]:
     """What each part costs besides its score (log units): the part itself, the empty columns
     it bridges (digits are written apart, a digit's pieces close together), and the ink its
     left seam cuts through when it starts inside a piece (touching digits touch lightly)."""
-    stroke = STROKE_WIDTH * height
     costs = {}
     for (i, j), part in parts.items():
         gaps = float((~part.ink.any(axis=0)).sum()) / height

@@ -24,7 +24,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from digitlab.preprocess import Preprocessed, open_image, preprocess_path, preprocess_pixels
+from digitlab.images import open_image
+from digitlab.preprocess import Preprocessed, preprocess_path, preprocess_pixels
 from digitlab.serve.schemas import BASE64_PATTERN, GREY_MAX, MAX_PIXELS_SIDE, ImageJSON
 
 UNSUPPORTED_MEDIA_TYPE = 415

@@ -829,7 +829,9 @@ def _add_explain(commands: Any) -> None:
     )
     explain.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
     explain.add_argument("--index", type=int, help="instead of files: an MNIST test-set index")
-    explain.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    explain.add_argument(
+        "--checkpoint", type=Path, metavar="RUN_DIR", help=_DEFAULT_CHECKPOINT_HELP
+    )
     explain.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="folder for the PNG heat maps"
     )

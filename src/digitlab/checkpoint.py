@@ -25,6 +25,8 @@ from torch import nn
 from digitlab.errors import CheckpointError
 
 METADATA_KEY = "digitlab"
+# Tensors under these names are stored with a model but are not its weights (see save_model).
+EXTRA_PREFIXES = ("rejector.",)
 
 
 @contextmanager
@@ -56,11 +58,22 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not readable JSON ({err})") from err
 
 
-def save_model(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+def save_model(
+    path: Path,
+    model: nn.Module,
+    metadata: dict[str, Any],
+    *,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """`extra_tensors`: more tensors stored beside the model's (e.g. the "not a digit"
+    detector's, named `rejector.*`); `load_model` leaves them out of the model."""
     from safetensors.torch import save_file
 
     # safetensors wants contiguous, unshared tensors (channels_last weights are not contiguous).
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().cpu().contiguous()
+        for k, v in (model.state_dict() | (extra_tensors or {})).items()
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
 
@@ -94,8 +107,9 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     if not isinstance(members, int) or members < 1:
         raise CheckpointError(f"{path} has invalid metadata: members = {members!r}")
     model = build_model(metadata["model"], members)
+    own = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)}
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict(own)
     except RuntimeError as err:
         first_line = str(err).splitlines()[0]
         raise CheckpointError(

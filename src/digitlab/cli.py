@@ -122,6 +122,33 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_rejection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reject-threshold",
+        type=float,
+        metavar="SCORE",
+        help="answer 'not a digit' above this detector score instead of the one stored with "
+        "the model (higher rejects fewer)",
+    )
+    parser.add_argument(
+        "--no-reject", action="store_true", help="always answer a digit, never 'not a digit'"
+    )
+
+
+def _rejection_options(args: argparse.Namespace) -> dict[str, Any]:
+    from digitlab.errors import ConfigError
+
+    if args.no_reject and args.reject_threshold is not None:
+        raise ConfigError("give --reject-threshold or --no-reject, not both")
+    return {"reject": not args.no_reject, "reject_threshold": args.reject_threshold}
+
+
+def _note_missing(predictor: Any) -> None:
+    """One line on stderr per thing an older checkpoint lacks (stdout stays clean for --json)."""
+    for reason in predictor.missing:
+        print(f"digitlab: note: {reason}", file=sys.stderr)
+
+
 def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
@@ -426,6 +453,7 @@ def _add_predict(commands: Any) -> None:
         metavar="DIR",
         help="write each image beside the 28×28 view the model saw",
     )
+    _add_rejection(predict)
     predict.add_argument("--csv", action="store_true", help="print the results as CSV")
     _add_json(predict, "the predictions")
     _add_data_dir(predict)
@@ -443,7 +471,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.index is None and args.save is not None:
         raise ConfigError("--save goes with --index; for image files use --show DIR")
     checkpoint = resolve_checkpoint(args.checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, args.device, runtime=args.runtime)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, args.device, runtime=args.runtime, **_rejection_options(args)
+    )
+    _note_missing(predictor)
     if args.index is not None:
         return _predict_index(args, predictor)
     return _predict_files(args, predictor)
@@ -476,8 +507,9 @@ def _print_table(results: Sequence[Any]) -> None:
     width = max([len("file"), *(len(str(r.path)) for r in results)])
     print(f"{'file':{width}}  digit  confidence  top 3")
     for r in results:
-        if r.prediction is None:
-            print(f"{str(r.path):{width}}  {'-':>5}  {'':>10}  {r.reason or 'unreadable'}")
+        if r.prediction is None or r.prediction.digit is None:
+            reason = r.reason or (r.prediction.reason if r.prediction else None)
+            print(f"{str(r.path):{width}}  {'-':>5}  {'':>10}  {reason or 'unreadable'}")
             continue
         digit, probability = r.prediction.digit, r.prediction.probability
         top3 = ", ".join(f"{d} {p:.1%}" for d, p in r.prediction.top3)
@@ -505,6 +537,8 @@ def _write_views(results: Sequence[Any], folder: Path) -> None:
         if r.error:
             continue
         said = f"predicted {r.prediction.digit}" if r.prediction else "no digit found"
+        if r.prediction and r.prediction.digit is None:
+            said = r.prediction.reason
         name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
         plot_original_and_view(open_image(r.path), r.view, f"{r.path.name}: {said}", folder / name)
 
@@ -530,8 +564,11 @@ def _predict_index(args: argparse.Namespace, predictor: Any) -> int:
         return 0
     print(draw_digit(image))
     top3 = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top3)
-    print(f"test image {args.index}: predicted {prediction.digit} ", end="")
-    print(f"({prediction.probability:.1%}); true {label}")
+    if prediction.digit is None:
+        print(f"test image {args.index}: {prediction.reason}; true {label}")
+    else:
+        print(f"test image {args.index}: predicted {prediction.digit} ", end="")
+        print(f"({prediction.probability:.1%}); true {label}")
     print(f"top 3: {top3}")
     return 0
 
@@ -559,6 +596,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port")
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _add_runtime(serve)
+    _add_rejection(serve)
 
 
 def _port(text: str) -> int:
@@ -574,7 +612,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from digitlab.serve import create_app
 
     app = create_app(
-        args.checkpoint, device=args.device, runtime=args.runtime
+        args.checkpoint, device=args.device, runtime=args.runtime, **_rejection_options(args)
     )  # fails here on a bad checkpoint
     print(f"digitlab: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from digitlab.calibrate import calibrate_run
 from digitlab.checkpoint import load_model, save_model, write_json
 from digitlab.config import TrainConfig
 from digitlab.data import MNIST
@@ -114,6 +115,7 @@ def fit_ensemble(
     )
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss}
     save_model(paths.model, ensemble, checkpoint_metadata(config, config.epochs, metrics))
+    calibrate_run(config, mnist, paths.model, ensemble, device)  # as the averaged model
     return EnsembleResult(
         run_dir=Path(run_dir),
         config=config,

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from digitlab.checkpoint import atomic_path, load_model
+from digitlab.calibrate import load_calibrated_model
+from digitlab.checkpoint import atomic_path
 from digitlab.errors import CheckpointError, ConfigError, DigitlabError
 
 FORMATS = ("onnx", "torchscript")
@@ -138,7 +139,7 @@ def export_checkpoint(checkpoint: Path, out: Path, format: str) -> Path:
     nothing is written then.
     """
     to_bytes = _exporter(format)
-    model, _ = load_model(checkpoint, "cpu")
+    model, _ = load_calibrated_model(checkpoint, "cpu")
     data = to_bytes(model)
     pixels = torch.rand(PARITY_BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -248,7 +249,7 @@ def load_onnx_model(
     limits torch's threads (e.g. `digitlab serve --threads`) limits ONNX Runtime's too.
     """
     check_onnx_runtime(device)
-    model, metadata = load_model(checkpoint, "cpu")
+    model, metadata = load_calibrated_model(checkpoint, "cpu")
     threads = torch.get_num_threads() if threads is None else threads
     return OnnxModel(onnx_bytes(model), threads=threads), metadata
 

@@ -202,6 +202,31 @@ def _draw_digit(axes: Axes, image: torch.Tensor) -> None:
         spine.set_color("#dddddd")
 
 
+def plot_reliability(
+    before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[float]], path: Path
+) -> Path:
+    """Reliability diagram: per confidence bin, accuracy against mean confidence, before and
+    after calibration (`digitlab.calibrate.reliability_bins`). Left: the usual full range;
+    right: the top bins, where nearly every MNIST prediction lies."""
+    figure = Figure(figsize=(8.0, 3.6))
+    for axes, low in zip(figure.subplots(1, 2), (0.0, 0.9), strict=True):
+        axes.plot([low, 1], [low, 1], color="#999999", linestyle="--", label="calibrated")
+        for bins, color, label in ((before, TEST_COLOR, "before"), (after, TRAIN_COLOR, "after")):
+            confidence, accuracy = np.array(bins["confidence"]), np.array(bins["accuracy"])
+            shown = ~np.isnan(confidence) & (confidence >= low)
+            axes.plot(confidence[shown], accuracy[shown], marker="o", color=color, label=label)
+        axes.set_xlim(low, 1.0)
+        axes.set_ylim(low, 1.0)
+        axes.set_xlabel("confidence (mean of the bin)")
+        axes.set_ylabel("accuracy")
+        axes.grid(alpha=0.3)
+    figure.axes[0].set_title("All 15 bins")
+    figure.axes[1].set_title("Confidence ≥ 90%")
+    figure.axes[0].legend(loc="upper left")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def _empty_figure(title: str, message: str) -> Figure:
     figure = Figure(figsize=(4.0, 1.2))
     figure.text(0.5, 0.65, title, ha="center", va="center", fontsize=11)

@@ -24,6 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import digitlab
 from digitlab.augment import AugmentConfig, random_affine
+from digitlab.calibrate import calibrate_run
 from digitlab.checkpoint import (
     load_training_state,
     read_json,
@@ -136,6 +137,7 @@ def fit(
                     f"interrupted after epoch {run.progress.epoch}; the run is saved. "
                     f"Continue it with: digitlab train --resume {run_dir}"
                 )
+        calibrate_run(config, mnist, run.paths.model, run.final_model, run.device)
     return RunResult(run_dir, config, run.history, time.perf_counter() - started, run.final_model)
 
 

@@ -11,13 +11,28 @@ minutes on two CPU cores; every `digitlab train` then copies it into its checkpo
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
 import digitlab
 from digitlab.config import HELD_OUT
 from digitlab.data import DATA_CHECKSUM, load_mnist, split_validation
+from digitlab.nondigits import bundled_fonts
 from digitlab.reject import PACKAGED, fit_rejector, save_packaged
+
+# Handwriting fonts the detector learns letters from, when installed (Debian: fonts-comic-neue,
+# fonts-humor-sans, fonts-dkg-handwriting, fonts-bwht). The tests' letters come from four
+# others (tests/non_digits.py), so they measure letters in fonts the detector never saw.
+TRAINING_FONT_DIRS = ("comic-neue", "humor-sans", "fifthhorseman", "bwht")
+
+
+def training_handwriting_fonts() -> list[str]:
+    found: list[str] = []
+    for name in TRAINING_FONT_DIRS:
+        for root in (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype")):
+            found += sorted(str(p) for p in (root / name).glob("*.[ot]tf"))
+    return found
 
 
 def main() -> None:
@@ -27,11 +42,13 @@ def main() -> None:
     mnist = load_mnist()
     (train, _), (held_out, _) = split_validation(mnist.train_images, mnist.train_labels, HELD_OUT)
     started = time.perf_counter()
-    rejector, metadata = fit_rejector(train, held_out, seed=args.seed)
+    fonts = bundled_fonts() + training_handwriting_fonts()
+    rejector, metadata = fit_rejector(train, held_out, seed=args.seed, fonts=fonts)
     metadata |= {
         "made_by": f"tools/make_rejector.py --seed {args.seed}",
         "trained_on": f"{len(train):,} MNIST training digits (the {HELD_OUT:,} held out by every "
         "recipe excluded) and generated doodles and letters (digitlab.nondigits)",
+        "fonts": sorted({Path(f).name for f in fonts}),
         "train_seconds": round(time.perf_counter() - started, 1),
         "digitlab_version": digitlab.__version__,
         "torch_version": torch.__version__,

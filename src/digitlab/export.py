@@ -4,8 +4,10 @@
 
 Every exported model has the same contract as the PyTorch model it came from: input `pixels`,
 float32 (N, 1, 28, 28) in [0, 1] (white digit on black, as torchvision's ToTensor gives), any
-normalisation inside; output `log_probs`, (N, 10) log-probabilities of the digits 0-9. N is a
-dynamic axis, so one file serves single images and large batches.
+normalisation inside; output `log_probs`, (N, 10) log-probabilities of the digits 0-9, calibrated
+with the checkpoint's temperature when it has one (baked into the graph, see digitlab.calibrate).
+N is a dynamic axis, so one file serves single images and large batches. The "not a digit"
+detector is not exported.
 
 `OnnxModel` runs an ONNX file (or in-memory bytes) with ONNX Runtime behind the interface of a
 PyTorch model, which is how `Predictor.from_checkpoint(..., runtime="onnx")` uses it.

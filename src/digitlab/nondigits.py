@@ -12,7 +12,7 @@ detector learns "not a digit", not "rendered by a font".
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +35,35 @@ Draw = ImageDraw.ImageDraw
 Point = tuple[float, float]
 
 
-def generate_nondigits(count: int, rng: np.random.Generator) -> np.ndarray:
+def generate_nondigits(
+    count: int, rng: np.random.Generator, fonts: Sequence[str | Path] = ()
+) -> np.ndarray:
     """`count` non-digit marks, float32 (count, 28, 28) in [0, 1]: two thirds doodles, one
-    third letters."""
+    third letters from `fonts` (font files; none given: the bundled DejaVu fonts)."""
+    font_files = [str(f) for f in fonts] or bundled_fonts()
     marks = []
     for i in range(count):
         if i % 3 == 2:
-            marks.append(_font_glyph(str(rng.choice(list(LETTERS))), rng))
+            marks.append(_font_glyph(str(rng.choice(list(LETTERS))), font_files, rng))
         else:
             marks.append(_doodle(rng))
     return np.stack(marks)
 
 
-def font_digits(count: int, rng: np.random.Generator) -> np.ndarray:
+def font_digits(
+    count: int, rng: np.random.Generator, fonts: Sequence[str | Path] = ()
+) -> np.ndarray:
     """`count` digits 0-9 drawn from fonts the same way as the letters, (count, 28, 28)."""
-    return np.stack([_font_glyph(str(rng.integers(10)), rng) for _ in range(count)])
+    font_files = [str(f) for f in fonts] or bundled_fonts()
+    return np.stack([_font_glyph(str(rng.integers(10)), font_files, rng) for _ in range(count)])
+
+
+def bundled_fonts() -> list[str]:
+    """matplotlib's DejaVu fonts: present wherever digitlab is installed."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [str(folder / name) for name in FONT_FILES]
 
 
 def _doodle(rng: np.random.Generator) -> np.ndarray:
@@ -60,18 +74,12 @@ def _doodle(rng: np.random.Generator) -> np.ndarray:
     return _to_mnist(image, rng)
 
 
-def _font_glyph(text: str, rng: np.random.Generator) -> np.ndarray:
-    font = ImageFont.truetype(_font_path(str(rng.choice(FONT_FILES))), int(rng.integers(60, 90)))
+def _font_glyph(text: str, fonts: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    font = ImageFont.truetype(fonts[int(rng.integers(len(fonts)))], int(rng.integers(60, 90)))
     image = Image.new("L", (CANVAS, CANVAS), 0)
     ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), text, fill=255, font=font, anchor="mm")
     image = image.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
     return _to_mnist(image, rng)
-
-
-def _font_path(name: str) -> str:
-    import matplotlib
-
-    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name)
 
 
 def _to_mnist(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
@@ -164,6 +172,50 @@ def _scribble(draw: Draw, rng: np.random.Generator, width: int) -> None:
     draw.line(_smooth(knots), fill=255, width=width, joint="curve")
 
 
+def _tangle(draw: Draw, rng: np.random.Generator, width: int) -> None:
+    """A scribble as a pen crossing something out: a random walk that keeps turning."""
+    x, y, heading = CANVAS / 2, CANVAS / 2, rng.uniform(0, 2 * math.pi)
+    step, turn = rng.uniform(2, 5), rng.uniform(0.2, 0.8)
+    points: list[Point] = [(x, y)]
+    for _ in range(int(rng.integers(50, 200))):
+        heading += rng.normal(0, turn)
+        x = float(np.clip(x + step * math.cos(heading), 12, CANVAS - 12))
+        y = float(np.clip(y + step * math.sin(heading), 12, CANVAS - 12))
+        points.append((x, y))
+    draw.line(points, fill=255, width=width, joint="curve")
+
+
+def _face(draw: Draw, rng: np.random.Generator, width: int) -> None:
+    """A smiley drawn differently: an oval, eyes as dots or dashes, a smile or a frown."""
+    (cx, cy), radius = _centre_and_radius(rng)
+    squash = rng.uniform(0.8, 1.15)
+    draw.ellipse(
+        (cx - radius, cy - radius * squash, cx + radius, cy + radius * squash),
+        outline=255,
+        width=width,
+    )
+    for side in (-1, 1):
+        ex, ey = cx + side * radius * rng.uniform(0.25, 0.5), cy - radius * rng.uniform(0.15, 0.45)
+        size = radius * rng.uniform(0.06, 0.18)
+        if rng.uniform() < 0.5:
+            draw.ellipse((ex - size, ey - size, ex + size, ey + size), fill=255)
+        else:
+            draw.line([(ex, ey - size * 1.5), (ex, ey + size * 1.5)], fill=255, width=width)
+    mouth = radius * rng.uniform(0.35, 0.7)
+    top = cy + radius * rng.uniform(-0.2, 0.2)
+    frown = rng.uniform() < 0.25
+    start, end = (
+        (200.0, 340.0) if frown else (float(rng.uniform(5, 40)), float(rng.uniform(140, 175)))
+    )
+    box = (
+        cx - mouth,
+        top - mouth * 0.8 + (mouth if frown else 0),
+        cx + mouth,
+        top + mouth * 0.8 + (mouth if frown else 0),
+    )
+    draw.arc(box, start, end, fill=255, width=width)
+
+
 def _spiral(draw: Draw, rng: np.random.Generator, width: int) -> None:
     (cx, cy), radius = _centre_and_radius(rng)
     turns = rng.uniform(2.2, 4.0)
@@ -232,7 +284,8 @@ def _grid(draw: Draw, rng: np.random.Generator, width: int) -> None:
 
 
 DOODLES: list[Callable[[Draw, np.random.Generator, int], None]] = [
-    _star, _heart, _smiley, _hatching, _scribble, _spiral, _polygon, _arrow, _zigzag, _grid,
+    _star, _heart, _smiley, _face, _hatching, _scribble, _tangle, _tangle, _spiral, _polygon,
+    _arrow, _zigzag, _grid,
 ]  # fmt: skip
 
 

@@ -79,7 +79,8 @@ def save_model(
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and metadata of a `model.safetensors`, or a CheckpointError saying why not."""
+    """The model's weights (not the extra tensors) and the metadata of a `model.safetensors`,
+    or a CheckpointError saying why not."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -87,7 +88,11 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = json.loads((f.metadata() or {})[METADATA_KEY])
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+            tensors = {
+                key: f.get_tensor(key)
+                for key in f.keys()  # noqa: SIM118 (not a dict)
+                if not key.startswith(EXTRA_PREFIXES)
+            }
     except Exception as err:  # safetensors raises several types for damaged files
         raise CheckpointError(
             f"{path} is not a valid digitlab checkpoint (damaged, tampered with, or not a "
@@ -107,9 +112,8 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     if not isinstance(members, int) or members < 1:
         raise CheckpointError(f"{path} has invalid metadata: members = {members!r}")
     model = build_model(metadata["model"], members)
-    own = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)}
     try:
-        model.load_state_dict(own)
+        model.load_state_dict(tensors)
     except RuntimeError as err:
         first_line = str(err).splitlines()[0]
         raise CheckpointError(

@@ -392,15 +392,18 @@ def _add_evaluate(commands: Any) -> None:
     )
     evaluate.add_argument("checkpoint", type=Path, metavar="RUN_DIR|CHECKPOINT")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    _add_json(evaluate, "accuracy, loss, per-class metrics, confusion matrix, misclassified")
+    _add_json(
+        evaluate,
+        "accuracy, loss, per-class metrics, confusion matrix, misclassified, calibration "
+        "(ECE and NLL before/after the temperature) and rejection ('not a digit')",
+    )
     _add_data_dir(evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from digitlab.checkpoint import load_model
+    from digitlab.calibrate import evaluate_checkpoint
     from digitlab.data import load_mnist
     from digitlab.device import select_device
-    from digitlab.evaluate import evaluate
     from digitlab.report import write_run_report
     from digitlab.runs import resolve_checkpoint
 
@@ -410,8 +413,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.checkpoint.is_dir():  # a run folder: refresh its metrics, plots and report too
         result = write_run_report(args.checkpoint, mnist, device=device)
     else:
-        model, _ = load_model(path, device)
-        result = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+        result, _, _ = evaluate_checkpoint(path, mnist, device=device)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -428,7 +430,24 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         f"misclassified ({len(result.misclassified)}): {shown}"
         + (f" … and {more} more" if more else "")
     )
+    _print_trust(result.calibration, result.rejection)
     return 0
+
+
+def _print_trust(calibration: dict[str, Any] | None, rejection: dict[str, Any] | None) -> None:
+    if calibration:
+        temperature = calibration["temperature"]
+        print(
+            f"calibration: ECE {calibration['ece_uncalibrated']:.2%} → {calibration['ece']:.2%}, "
+            f"NLL {calibration['nll_uncalibrated']:.4f} → {calibration['nll']:.4f} "
+            + (f"(T = {temperature:.3f})" if temperature else f"({calibration.get('missing')})")
+        )
+    if rejection and rejection.get("threshold") is not None:
+        print(
+            f"not a digit: AUROC {rejection['auroc']:.4f}, FPR at 95% TPR "
+            f"{rejection['fpr_at_95_tpr']:.2%}; rejects {rejection['digits_rejected']:.2%} of "
+            f"test digits, {rejection['nondigits_rejected']:.2%} of generated non-digits"
+        )
 
 
 # ------------------------------------------------------------------------------------- predict

@@ -205,24 +205,35 @@ def _draw_digit(axes: Axes, image: torch.Tensor) -> None:
 def plot_reliability(
     before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[float]], path: Path
 ) -> Path:
-    """Reliability diagram: per confidence bin, accuracy against mean confidence, before and
-    after calibration (`digitlab.calibrate.reliability_bins`). Left: the usual full range;
-    right: the top bins, where nearly every MNIST prediction lies."""
+    """Reliability diagram from `digitlab.calibrate.reliability_bins`, before and after
+    calibration. Left: accuracy against mean confidence per bin (on the diagonal = calibrated);
+    right: how many images fall in each bin (log scale: nearly all MNIST answers are sure)."""
     figure = Figure(figsize=(8.0, 3.6))
-    for axes, low in zip(figure.subplots(1, 2), (0.0, 0.9), strict=True):
-        axes.plot([low, 1], [low, 1], color="#999999", linestyle="--", label="calibrated")
-        for bins, color, label in ((before, TEST_COLOR, "before"), (after, TRAIN_COLOR, "after")):
-            confidence, accuracy = np.array(bins["confidence"]), np.array(bins["accuracy"])
-            shown = ~np.isnan(confidence) & (confidence >= low)
-            axes.plot(confidence[shown], accuracy[shown], marker="o", color=color, label=label)
-        axes.set_xlim(low, 1.0)
-        axes.set_ylim(low, 1.0)
-        axes.set_xlabel("confidence (mean of the bin)")
-        axes.set_ylabel("accuracy")
-        axes.grid(alpha=0.3)
-    figure.axes[0].set_title("All 15 bins")
-    figure.axes[1].set_title("Confidence ≥ 90%")
-    figure.axes[0].legend(loc="upper left")
+    curve, counts = figure.subplots(1, 2)
+    curve.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="calibrated")
+    bins = len(after["share"])
+    centres = (np.arange(bins) + 0.5) / bins
+    for offset, (data, color, label) in enumerate(
+        ((before, TEST_COLOR, "before"), (after, TRAIN_COLOR, "after"))
+    ):
+        confidence, accuracy = np.array(data["confidence"]), np.array(data["accuracy"])
+        shown = ~np.isnan(confidence)
+        curve.plot(confidence[shown], accuracy[shown], marker="o", color=color, label=label)
+        counts.bar(
+            centres + (offset - 0.5) * 0.4 / bins,
+            np.array(data["share"]),
+            width=0.4 / bins,
+            color=color,
+            label=label,
+        )
+    curve.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (bin mean)", ylabel="accuracy")
+    curve.set_title(f"Accuracy per confidence bin ({bins} bins)")
+    curve.grid(alpha=0.3)
+    curve.legend(loc="upper left")
+    counts.set_yscale("log")
+    counts.set(xlim=(0, 1), xlabel="confidence", ylabel="share of test images")
+    counts.set_title("Images per bin")
+    counts.legend(loc="upper left")
     figure.tight_layout()
     return _save(figure, path)
 

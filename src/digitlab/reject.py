@@ -1,18 +1,21 @@
 """'Not a digit': a small digit-vs-not network stored beside the classifier in the checkpoint.
 
 A digit classifier answers one of ten digits for anything, and its confidence on a star or a
-letter is often as high as on a real digit: a maximum-probability or energy threshold that
-keeps 99.75% of MNIST's digits lets most doodles and letters through (bench/trust.py measures
-it). So a separate detector is trained once the classifier is done, on
+letter is often as high as on a real digit: a maximum-probability threshold that keeps 99.5% of
+MNIST's digits lets most doodles and letters through (bench/trust.py measures it). So a separate
+detector scores every image. It is trained on
 
-- digits: the run's own training images (plain, re-boxed the way a photo's ink is, thicker,
-  thinner, binarised like a canvas drawing) and digits drawn from fonts;
+- digits: MNIST training digits (plain, re-boxed the way a photo's ink is, and with thicker,
+  thinner or hard-edged canvas-like strokes) and digits drawn from fonts;
 - non-digits: generated doodles and letters (`digitlab.nondigits`).
 
-It is a two-convolution network of ~0.1 M parameters, trained for a few seconds; it never
-touches the classifier's training, so every recipe (the seed's too) keeps its weights. Its
-threshold is set on held-out training digits at FALSE_REJECTION_RATE and stored in the metadata;
-`--reject-threshold` replaces it, `--no-reject` turns the check off.
+It is a two-convolution network of 26,529 parameters (a fraction of lenet's cost per image).
+It does not depend on the classifier, so it is trained once (`tools/make_rejector.py`, minutes),
+shipped as `pretrained/rejector.safetensors`, and copied with its threshold into every
+checkpoint at the end of training: no recipe's training changes (the seed's stays the
+notebook's, bit for bit). The threshold is set on the 5,000 training digits every recipe holds
+out, which the detector never trains on, at FALSE_REJECTION_RATE; `--reject-threshold`
+replaces it, `--no-reject` turns the check off.
 """
 
 import json

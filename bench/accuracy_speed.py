@@ -7,7 +7,7 @@ r"""Time to reach 98.5 / 99.0 / 99.5% test accuracy, and inference speed, in one
     DIGITLAB_DATA=../shared/data/mnist .venv/bin/python bench/accuracy_speed.py \
         --max-epochs 1 --examples-max-epochs 1 --subset 2000 --seconds-per-throughput 0.2
 
-Rows: digitlab's recipes (trained with `fit`, each for its own number of epochs) and a faithful
+Rows: digitlab's recipes (trained with `train`, each for its own number of epochs) and a faithful
 re-implementation of the pytorch/examples MNIST recipe (`mnist/main.py`: its `Net`, Adadelta
 lr 1.0, StepLR step 1 gamma 0.7, shuffled batches of 64, test batch 1000, inputs normalised with
 mean 0.1307 / std 0.3081), trained until 99.0% test accuracy or `--examples-max-epochs`. Its
@@ -20,10 +20,10 @@ at the end of the first epoch whose test accuracy reaches X; "—" if none did. 
 time for all epochs run, "CPU s" the process's CPU time over the same span (all threads; about
 twice the wall time when both cores are busy). The `best` row is one model at its final epoch;
 ensembles are left out (time one with `bench/recipes.py --recipes ensemble`). The pytorch/examples
-row stops at 99.0%, so it shows "—" at 99.5% unless that epoch got there too. Training uses torch's
-default threads (the `seed` recipe: one thread, as `fit` chooses for its batch of 10). Inference is
-timed with one thread each, PyTorch and ONNX Runtime, for a fixed number of seconds over the real
-test digits.
+row stops at 99.0%, so it shows "—" at 99.5% unless that epoch got there too. Training uses
+torch's default threads (the `seed` recipe: one thread, as `train` chooses for its batch of 10).
+Inference is timed with one thread each, PyTorch and ONNX Runtime, for a fixed number of seconds
+over the real test digits.
 """
 
 import argparse
@@ -46,7 +46,7 @@ from digitlab.data import MNIST, iterate_batches, load_mnist, to_float
 from digitlab.evaluate import predict_log_probs
 from digitlab.export import OnnxModel, onnx_bytes
 from digitlab.models import MNIST_MEAN, MNIST_STD, count_parameters
-from digitlab.train import fit
+from digitlab.train import train
 
 TARGETS = (0.985, 0.990, 0.995)
 EXAMPLES_TARGET = 0.990  # pytorch/examples is run until it reaches this
@@ -71,7 +71,7 @@ def train_recipe(recipe: str, mnist: MNIST, max_epochs: int | None, subset: int 
     config = make_config(recipe, epochs=epochs, subset=subset)
     cpu_started = time.process_time()
     with tempfile.TemporaryDirectory(prefix=f"accuracy-speed-{recipe}-") as run_dir:
-        result = fit(config, mnist, Path(run_dir))
+        result = train(config, mnist, Path(run_dir))
     return Row(
         name=recipe,
         model=result.model,

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -48,28 +47,20 @@ def run_recipe(recipe: str, seed: int | None) -> dict:
 
 
 def child(recipe: str, out: str, seed: int | None) -> None:
-    from digitlab.checkpoint import read_json
     from digitlab.config import make_config
     from digitlab.data import load_mnist
-    from digitlab.ensemble import fit_ensemble
-    from digitlab.runs import RunPaths
-    from digitlab.train import fit
+    from digitlab.train import train
 
     started = time.perf_counter()
     mnist = load_mnist()
     config = make_config(recipe, seed=seed)
-    result: Any
-    if config.members > 1:
-        result = fit_ensemble(config, mnist, Path(out))
-        member_folders = [RunPaths(folder) for folder in result.member_dirs]
-    else:
-        result, member_folders = fit(config, mnist, Path(out)), [RunPaths(Path(out))]
-    histories = [read_json(folder.history) for folder in member_folders]
+    result = train(config, mnist, Path(out))
+    histories = result.member_histories
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary = result.to_dict() | {
-        "train_seconds": sum(h["seconds"] for history in histories for h in history),
+        "train_seconds": sum(h.seconds for history in histories for h in history),
         "model_epochs": sum(len(history) for history in histories),
-        "member_accuracies": [history[-1]["test_accuracy"] for history in histories],
+        "member_accuracies": [history[-1].test_accuracy for history in histories],
         "in_process_seconds": time.perf_counter() - started,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,
@@ -116,7 +107,7 @@ def notebook_data_path_table(epochs: int) -> str:
     from digitlab.models import create_model
 
     mnist = load_mnist()
-    torch.set_num_threads(1)  # as `fit` does for batches this small; the same for both paths
+    torch.set_num_threads(1)  # as `train` does for batches this small; the same for both paths
 
     class PerSampleDataset(torch.utils.data.Dataset):
         """What torchvision's MNIST + ToTensor does per sample: uint8 → PIL → float tensor."""

@@ -47,10 +47,10 @@ def trained_run(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, the server, the browser); tests must not modify it.
     """
     from digitlab.config import make_config
-    from digitlab.train import fit
+    from digitlab.train import train
 
     if os.environ.get(REUSE_TRAINED_RUN):  # a busy machine: reuse a finished default run
         return Path(os.environ[REUSE_TRAINED_RUN])
     run_dir = tmp_path_factory.mktemp("trained") / "default"
-    fit(make_config("default"), mnist, run_dir)
+    train(make_config("default"), mnist, run_dir)
     return run_dir

@@ -21,7 +21,7 @@ from digitlab.data import split_validation, to_float
 from digitlab.evaluate import predict_log_probs
 from digitlab.predict import Predictor
 from digitlab.runs import RunPaths
-from digitlab.train import fit
+from digitlab.train import train
 
 ECE_TARGET = 0.01  # issue 9: test-set ECE <= 1% after calibration
 
@@ -99,7 +99,7 @@ def test_evaluate_json_has_the_calibration_object(trained_run: Path, capsys):
 def test_seed_recipe_says_why_it_has_no_temperature(mnist, tmp_path: Path):
     config = make_config("seed", subset=300, epochs=1)
     assert config.validation == 0  # the notebook trains on every image
-    fit(config, mnist, tmp_path)
+    train(config, mnist, tmp_path)
     _, metadata = read_model_file(RunPaths(tmp_path).model)
     assert metadata["calibration"]["temperature"] is None
     assert "--validation" in metadata["calibration"]["reason"]

@@ -10,12 +10,12 @@ import torch
 from digitlab.checkpoint import load_model, read_model_file
 from digitlab.config import make_config
 from digitlab.data import to_float
-from digitlab.ensemble import fit_ensemble, member_config, member_dir
+from digitlab.ensemble import member_config, members_of_rank
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.export import PARITY_TOLERANCE, OnnxModel, compare_outputs, onnx_bytes
 from digitlab.models import Ensemble, create_model
 from digitlab.runs import RunPaths
-from digitlab.train import TrainingInterrupted, fit
+from digitlab.train import TrainingInterrupted, train
 
 # Two lenets, one short epoch each: 12 steps of 100 images per member.
 QUICK = {"subset": 1200, "batch_size": 100, "epochs": 1, "threads": 2, "members": 2}
@@ -45,21 +45,21 @@ def test_ensemble_outputs_the_log_of_the_mean_probability():
 
 def test_members_are_single_runs_with_their_own_seeds(mnist, tmp_path):
     config = make_config("default", **QUICK)
-    result = fit_ensemble(config, mnist, tmp_path / "ensemble")
+    result = train(config, mnist, tmp_path / "ensemble")
 
     assert member_config(config, 2).seed == config.seed + 1
-    alone = fit(member_config(config, 2), mnist, tmp_path / "alone")
+    alone = train(member_config(config, 2), mnist, tmp_path / "alone")
     assert_same_weights(
-        saved_weights(member_dir(tmp_path / "ensemble", 2)),
+        saved_weights(RunPaths(tmp_path / "ensemble").member(2).root),
         {k: v for k, v in alone.model.state_dict().items()},
     )
-    first, second = (saved_weights(member_dir(tmp_path / "ensemble", i)) for i in (1, 2))
+    first, second = (saved_weights(RunPaths(tmp_path / "ensemble").member(i).root) for i in (1, 2))
     assert not torch.equal(first["fc3.weight"], second["fc3.weight"])
 
     ensemble, metadata = load_model(RunPaths(tmp_path / "ensemble").model)
     assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 2
     assert metadata["members"] == 2 and metadata["complete"] is True
-    members = [load_model(RunPaths(member_dir(tmp_path / "ensemble", i)).model)[0] for i in (1, 2)]
+    members = [load_model(RunPaths(tmp_path / "ensemble").member(i).model)[0] for i in (1, 2)]
     images = mnist.test_images
     expected = torch.stack([predict_log_probs(m, images) for m in members]).exp().mean(0).log()
     torch.testing.assert_close(predict_log_probs(ensemble, images), expected)
@@ -85,23 +85,29 @@ def interrupt_at_call(number: int):
 
 def test_interrupted_ensemble_resumes_without_retraining_finished_members(mnist, tmp_path):
     config = make_config("default", **QUICK)
-    whole = fit_ensemble(config, mnist, tmp_path / "whole")
+    whole = train(config, mnist, tmp_path / "whole")
 
     run_dir = tmp_path / "interrupted"
     with pytest.raises(TrainingInterrupted, match=f"member 2 of 2.*--resume {run_dir}"):
-        fit_ensemble(config, mnist, run_dir, on_step=interrupt_at_call(STEPS_PER_MEMBER + 5))
+        train(config, mnist, run_dir, on_step=interrupt_at_call(STEPS_PER_MEMBER + 5))
     assert not RunPaths(run_dir).model.exists()  # no ensemble until every member is done
-    first_member = RunPaths(member_dir(run_dir, 1)).model
+    first_member = RunPaths(run_dir).member(1).model
     finished_at = first_member.stat().st_mtime_ns
 
     started = []
-    resumed = fit_ensemble(
-        config, mnist, run_dir, resume=True, on_member=lambda i, n: started.append(i)
-    )
+    resumed = train(config, mnist, run_dir, resume=True, on_member=lambda i, n: started.append(i))
     assert started == [2]
     assert first_member.stat().st_mtime_ns == finished_at
     assert_same_weights(saved_weights(run_dir), saved_weights(tmp_path / "whole"))
     assert resumed.test_accuracy == whole.test_accuracy
+
+
+def test_members_are_dealt_round_robin_to_processes():
+    assert members_of_rank(5, 0, 2) == [1, 3, 5]
+    assert members_of_rank(5, 1, 2) == [2, 4]
+    assert members_of_rank(2, 2, 3) == []  # more processes than members: some train none
+    dealt = sorted(m for rank in range(3) for m in members_of_rank(7, rank, 3))
+    assert dealt == list(range(1, 8))
 
 
 def test_ensemble_exports_to_onnx_with_parity(mnist):
@@ -117,9 +123,9 @@ def test_ensemble_exports_to_onnx_with_parity(mnist):
 
 
 def test_a_new_ensemble_in_an_old_folder_retrains_every_member(mnist, tmp_path):
-    fit_ensemble(make_config("default", **QUICK), mnist, tmp_path)
-    old = saved_weights(member_dir(tmp_path, 1))
-    fit_ensemble(make_config("default", **QUICK | {"seed": 5}), mnist, tmp_path)
-    new, metadata = read_model_file(RunPaths(member_dir(tmp_path, 1)).model)
+    train(make_config("default", **QUICK), mnist, tmp_path)
+    old = saved_weights(RunPaths(tmp_path).member(1).root)
+    train(make_config("default", **QUICK | {"seed": 5}), mnist, tmp_path)
+    new, metadata = read_model_file(RunPaths(tmp_path).member(1).model)
     assert metadata["config"]["seed"] == 5
     assert not torch.equal(old["fc3.weight"], new["fc3.weight"])

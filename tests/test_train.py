@@ -17,7 +17,7 @@ from digitlab.ensemble import member_config
 from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
-from digitlab.train import NonFiniteLossError, TrainingInterrupted, fit, load_run_config
+from digitlab.train import NonFiniteLossError, TrainingInterrupted, load_run_config, train
 
 # Small enough to train in about a second, large enough to span several batches per epoch.
 QUICK = {"subset": 1200, "batch_size": 100, "epochs": 2, "threads": 2}
@@ -39,16 +39,16 @@ def without_times(history: list) -> list[dict]:
 
 def test_same_seed_gives_identical_weights(mnist, tmp_path):
     config = make_config("default", **QUICK)
-    first = fit(config, mnist, tmp_path / "a")
-    second = fit(config, mnist, tmp_path / "b")
+    first = train(config, mnist, tmp_path / "a")
+    second = train(config, mnist, tmp_path / "b")
     assert_same_weights(weights(first.model), weights(second.model))
-    other = fit(make_config("default", **QUICK | {"seed": 1}), mnist, tmp_path / "c")
+    other = train(make_config("default", **QUICK | {"seed": 1}), mnist, tmp_path / "c")
     assert not torch.equal(other.model.fc1.weight, first.model.fc1.weight)
 
 
 def test_augmentation_and_ema_change_the_result_deterministically(mnist, tmp_path):
-    plain = fit(make_config("default", **QUICK | {"model": "bncnn"}), mnist, tmp_path / "p")
-    runs = [fit(make_config("default", **QUICK | AUGMENTED), mnist, tmp_path / n) for n in "ab"]
+    plain = train(make_config("default", **QUICK | {"model": "bncnn"}), mnist, tmp_path / "p")
+    runs = [train(make_config("default", **QUICK | AUGMENTED), mnist, tmp_path / n) for n in "ab"]
     assert_same_weights(weights(runs[0].model), weights(runs[1].model))
     assert not torch.equal(runs[0].model.fc.weight, plain.model.fc.weight)
     saved, _ = read_model_file(RunPaths(tmp_path / "a").model)
@@ -57,7 +57,7 @@ def test_augmentation_and_ema_change_the_result_deterministically(mnist, tmp_pat
 
 
 def test_history_measures_the_whole_epoch(mnist, tmp_path):
-    result = fit(make_config("default", **QUICK), mnist, tmp_path)
+    result = train(make_config("default", **QUICK), mnist, tmp_path)
     assert [h.epoch for h in result.history] == [1, 2]
     first, second = result.history
     # The notebook's training accuracy was always 0 and its loss a single batch.
@@ -84,15 +84,15 @@ AUGMENTED = {"model": "bncnn", "rotation": 10.0, "scale": 0.1, "translate": 0.1,
 )
 def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, recipe, changes):
     config = make_config(recipe, **QUICK | changes)
-    uninterrupted = fit(config, mnist, tmp_path / "whole")
+    uninterrupted = train(config, mnist, tmp_path / "whole")
 
     run_dir = tmp_path / "interrupted"
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        fit(config, mnist, run_dir, on_step=interrupt_at(epoch=2, step=5))
+        train(config, mnist, run_dir, on_step=interrupt_at(epoch=2, step=5))
     assert read_model_file(RunPaths(run_dir).model)[1]["complete"] is False
     assert load_run_config(run_dir) == config
 
-    resumed = fit(config, mnist, run_dir, resume=True)
+    resumed = train(config, mnist, run_dir, resume=True)
     assert_same_weights(weights(uninterrupted.model), weights(resumed.model))
     assert without_times(resumed.history) == without_times(uninterrupted.history)
     saved, metadata = read_model_file(RunPaths(run_dir).model)
@@ -105,7 +105,7 @@ def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     and the `seed` recipe take exactly the same optimizer steps.
 
     Floating-point sums depend on how work is split across threads, so both run on one
-    thread, which is what `fit` uses for batches this small.
+    thread, which is what `train` uses for batches this small.
     """
     images = mnist.train_images[:500]
     labels = mnist.train_labels[:500]
@@ -127,9 +127,9 @@ def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     finally:
         torch.set_num_threads(threads)
 
-    result = fit(make_config("seed", subset=500, epochs=1), mnist, tmp_path)
+    result = train(make_config("seed", subset=500, epochs=1), mnist, tmp_path)
     assert_same_weights(weights(model), weights(result.model))
-    assert torch.get_num_threads() == threads  # fit restores the thread count
+    assert torch.get_num_threads() == threads  # train restores the thread count
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
@@ -140,9 +140,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
     config = make_config("default", **QUICK)
     result_model = None
 
-    from digitlab import train
+    from digitlab import train as train_module
 
-    original_start = train._Training.start
+    original_start = train_module._Training.start
 
     def start(*args, **kwargs):
         nonlocal result_model
@@ -150,12 +150,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
         result_model = run.model
         return run
 
-    train._Training.start = start  # type: ignore[method-assign]
+    train_module._Training.start = start  # type: ignore[method-assign]
     try:
         with pytest.raises(NonFiniteLossError, match="epoch 2, step 1.*last good checkpoint"):
-            fit(config, mnist, tmp_path, on_epoch=poison)
+            train(config, mnist, tmp_path, on_epoch=poison)
     finally:
-        train._Training.start = original_start  # type: ignore[method-assign]
+        train_module._Training.start = original_start  # type: ignore[method-assign]
     tensors, metadata = read_model_file(RunPaths(tmp_path).model)
     assert metadata["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
@@ -171,23 +171,23 @@ class _Exploit:
 
 def test_resume_refuses_a_malicious_pickle(mnist, tmp_path):
     config = make_config("default", **QUICK | {"epochs": 1})
-    fit(config, mnist, tmp_path)
+    train(config, mnist, tmp_path)
     marker = tmp_path / "code-was-executed"
     torch.save({"model": _Exploit(marker)}, RunPaths(tmp_path).train_state)
     with pytest.raises(CheckpointError, match="refusing to load"):
-        fit(config, mnist, tmp_path, resume=True)
+        train(config, mnist, tmp_path, resume=True)
     assert not marker.exists()
 
 
 def test_checkpoints_are_written_atomically(mnist, tmp_path):
-    fit(make_config("default", **QUICK | {"epochs": 1}), mnist, tmp_path)
+    train(make_config("default", **QUICK | {"epochs": 1}), mnist, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["config.json", "history.json", "model.safetensors", "train_state.pt"]
 
 
 def test_validation_images_are_held_out_and_scored_every_epoch(mnist, tmp_path):
     config = make_config("default", **QUICK | {"validation": 200})
-    result = fit(config, mnist, tmp_path)
+    result = train(config, mnist, tmp_path)
     (train_images, _), (val_images, val_labels) = split_validation(
         mnist.train_images[:1200], mnist.train_labels[:1200], 200
     )
@@ -203,7 +203,7 @@ def test_validation_images_are_held_out_and_scored_every_epoch(mnist, tmp_path):
 def test_training_on_fewer_images_counts_only_those(mnist, tmp_path):
     steps = []
     config = make_config("default", **QUICK | {"epochs": 1, "validation": 700})
-    fit(config, mnist, tmp_path, on_step=steps.append)
+    train(config, mnist, tmp_path, on_step=steps.append)
     assert [s.step for s in steps] == [1, 2, 3, 4, 5]  # 500 images left, batches of 100
     assert steps[-1].steps == 5
 
@@ -218,5 +218,5 @@ def test_ensemble_recipe_is_five_best_models_with_consecutive_seeds():
 
 def test_best_recipe_learns_from_a_few_thousand_digits(mnist, tmp_path):
     # One epoch on 6,000 images (47 steps): augmentation, label smoothing and vggbn together.
-    result = fit(make_config("best", epochs=1, subset=6000), mnist, tmp_path)
+    result = train(make_config("best", epochs=1, subset=6000), mnist, tmp_path)
     assert result.history[-1].test_accuracy > 0.9, result.history

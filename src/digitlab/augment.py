@@ -107,16 +107,26 @@ def warp(
 
 
 def random_affine(
-    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+    images: torch.Tensor,
+    config: AugmentConfig,
+    generator: torch.Generator,
+    *,
+    rows: slice | None = None,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Randomly rotate, zoom, shift, shear (and elastically warp) a batch `(N, 1, 28, 28)`.
 
     Images are float in [0, 1]; the result has the same shape, dtype and device. Uncovered
-    pixels become 0 (background). The same generator state gives the same output.
+    pixels become 0 (background). The same generator state gives the same output. When
+    `images` are only the rows `rows` of a batch of `batch_size` (one process's share of a
+    data-parallel batch), the transforms of the whole batch are drawn and those rows applied,
+    so every share gets what one process would have given it.
     """
     n, _, height, width = images.shape
-    theta = random_matrices(n, config, generator)
+    drawn = n if batch_size is None else batch_size
+    rows = slice(None) if rows is None else rows
+    theta = random_matrices(drawn, config, generator)[rows]
     offsets = None
     if config.elastic > 0:
-        offsets = elastic_offsets(n, (height, width), config.elastic, generator)
+        offsets = elastic_offsets(drawn, (height, width), config.elastic, generator)[rows]
     return warp(images, theta, offsets)

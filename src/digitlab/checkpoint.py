@@ -17,12 +17,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from digitlab.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from digitlab.config import TrainConfig
 
 METADATA_KEY = "digitlab"
 # Tensors under these names are stored with a model but are not its weights (see save_model).
@@ -76,6 +79,36 @@ def save_model(
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def checkpoint_metadata(
+    config: "TrainConfig",
+    epoch: int,
+    metrics: dict[str, float],
+    *,
+    world_size: int = 1,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """What a `model.safetensors` says about itself: how it was made and how far it got.
+
+    `world_size` is the number of processes that trained it (torchrun), `backend` their
+    torch.distributed backend (None for one process)."""
+    import digitlab
+    from digitlab.data import DATA_CHECKSUM
+
+    return {
+        "model": config.model,
+        "members": config.members,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "complete": epoch == config.epochs,
+        "metrics": metrics,
+        "world_size": world_size,
+        "backend": backend,
+        "digitlab_version": digitlab.__version__,
+        "torch_version": torch.__version__,
+        "data_checksum": DATA_CHECKSUM,
+    }
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

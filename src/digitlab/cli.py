@@ -61,10 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except DigitlabError as err:
+        from digitlab.distributed import is_main_process
         from digitlab.train import TrainingInterrupted
 
-        print(f"digitlab: {err}", file=sys.stderr)
-        return EXIT_INTERRUPTED if isinstance(err, TrainingInterrupted) else EXIT_ERROR
+        interrupted = isinstance(err, TrainingInterrupted)
+        if is_main_process() or not interrupted:  # under torchrun, say it once
+            print(f"digitlab: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED if interrupted else EXIT_ERROR
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -277,14 +280,10 @@ _OVERRIDES = (
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from digitlab import distributed
     from digitlab.config import make_config
-    from digitlab.data import load_mnist
-    from digitlab.ensemble import fit_ensemble
     from digitlab.errors import ConfigError
-    from digitlab.models import model_label
-    from digitlab.report import write_run_report
-    from digitlab.runs import new_run_dir
-    from digitlab.train import fit, load_run_config
+    from digitlab.train import load_run_config
 
     overrides = {name: getattr(args, name) for name in _OVERRIDES}
     if args.resume is not None:
@@ -292,30 +291,49 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--resume continues a run with its saved settings; drop the other flags"
             )
-        config, run_dir = load_run_config(args.resume), args.resume
+        config = load_run_config(args.resume)
     else:
         config = make_config(args.recipe, **overrides)
-        run_dir = args.out or new_run_dir(config.recipe)
-    verbose = not (args.quiet or args.json)
+    # Under torchrun every process runs this; rank 0 alone prints and writes the report.
+    with distributed.launched(config.device) as session:
+        return _train_and_report(args, config, session)
+
+
+def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> int:
+    from digitlab import distributed
+    from digitlab.data import load_mnist
+    from digitlab.models import model_label
+    from digitlab.report import write_run_report
+    from digitlab.runs import new_run_dir
+    from digitlab.train import train
+
+    run_dir = args.resume or distributed.broadcast_from_main(
+        args.out or new_run_dir(config.recipe)  # rank 0's choice: the names hold a time
+    )
+    verbose = not (args.quiet or args.json) and session.is_main
+    if not session.is_main:
+        distributed.barrier()  # let rank 0 download MNIST if it is missing, then read it
     mnist = load_mnist(
         args.data_dir, download=True, on_progress=_download_bar() if verbose else None
     )
+    if session.is_main:
+        distributed.barrier()
     if verbose:
         what = model_label(config.model, config.members)
-        print(f"training {what} with recipe {config.recipe!r} → {run_dir}")
+        processes = f" on {session.world_size} processes" if session.is_distributed else ""
+        print(f"training {what} with recipe {config.recipe!r}{processes} → {run_dir}")
     resume = args.resume is not None
     with _TrainingDisplay(verbose, validation=config.validation > 0) as display:
-        if config.members > 1:
-            result: Any = fit_ensemble(
-                config, mnist, run_dir, resume=resume, on_member=display.on_member,
-                **display.callbacks(),
-            )  # fmt: skip
-        else:
-            result = fit(config, mnist, run_dir, resume=resume, **display.callbacks())
+        result = train(config, mnist, run_dir, resume=resume, **display.callbacks())
+    if not session.is_main:
+        distributed.barrier()  # wait for rank 0's report
+        return 0
     evaluation = write_run_report(run_dir, mnist)
+    distributed.barrier()
     summary = result.to_dict() | {
         "test_accuracy": evaluation.accuracy,
         "test_loss": evaluation.loss,
+        "world_size": session.world_size,
     }
     if args.json:
         print(json.dumps(summary))
@@ -351,7 +369,7 @@ class _TrainingDisplay:
     def callbacks(self) -> dict[str, Any]:
         if not self.enabled:
             return {}
-        return {"on_step": self.on_step, "on_epoch": self.on_epoch}
+        return {"on_step": self.on_step, "on_epoch": self.on_epoch, "on_member": self.on_member}
 
     def on_member(self, index: int, count: int) -> None:
         if self.enabled:
@@ -476,6 +494,30 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--csv", action="store_true", help="print the results as CSV")
     _add_json(predict, "the predictions")
     _add_data_dir(predict)
+    _add_bulk_reading(predict)
+
+
+def _add_bulk_reading(parser: argparse.ArgumentParser) -> None:
+    """Flags for reading large folders (also under torchrun, one shard of the files per rank)."""
+    bulk = parser.add_argument_group("large folders")
+    bulk.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N",
+        help="decode and clean images in N parallel processes (the model runs in this one)",
+    )  # fmt: skip
+    bulk.add_argument(
+        "--jsonl", action="store_true",
+        help="stream one JSON line per file as soon as it is read (memory stays flat)",
+    )  # fmt: skip
+    bulk.add_argument(
+        "--out", type=Path, metavar="FILE",
+        help="with --jsonl: write the lines to FILE, not stdout (needed under torchrun: each "
+        "process writes FILE.part-RANK and rank 0 joins them into FILE)",
+    )  # fmt: skip
+    bulk.add_argument(
+        "--skip-done", type=Path, metavar="FILE",
+        help="with --jsonl: skip the files an earlier JSONL output FILE holds; when --out is "
+        "the same FILE, the new lines are appended to it",
+    )  # fmt: skip
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -502,12 +544,18 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
     from tqdm import tqdm
 
-    from digitlab.predict import expand_paths, predict_paths
+    from digitlab.bulk import predict_stream
+    from digitlab.predict import expand_paths
 
+    _check_bulk_flags(args)
     paths = expand_paths(args.paths)
+    if args.jsonl:
+        return _predict_jsonl(args, predictor, paths)
     show_bar = len(paths) > 50 and not (args.json or args.csv)
-    with tqdm(total=len(paths), unit="image", disable=not show_bar, leave=False) as bar:
-        results = predict_paths(predictor, paths, on_progress=bar.update)
+    stream = predict_stream(
+        predictor, paths, workers=args.workers, keep_views=args.show is not None
+    )
+    results = list(tqdm(stream, total=len(paths), unit="image", disable=not show_bar, leave=False))
     if args.show is not None:
         _write_views(results, args.show)
     if args.json:
@@ -519,6 +567,63 @@ def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
     failed = [r for r in results if r.error]
     for result in failed:
         print(f"digitlab: skipped {result.error}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def _check_bulk_flags(args: argparse.Namespace) -> None:
+    from digitlab.errors import ConfigError
+
+    if (args.out is not None or args.skip_done is not None) and not args.jsonl:
+        raise ConfigError("--out and --skip-done go with --jsonl")
+    if args.jsonl and (args.json or args.csv or args.show is not None):
+        raise ConfigError("--jsonl streams its own output; drop --json, --csv and --show")
+
+
+def _predict_jsonl(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> int:
+    """Stream JSON lines to stdout or --out; under torchrun each rank reads its shard."""
+    from contextlib import nullcontext
+
+    from digitlab import distributed
+    from digitlab.bulk import (
+        done_paths,
+        drop_partial_last_line,
+        jsonl_line,
+        merge_parts,
+        part_path,
+        predict_stream,
+    )
+    from digitlab.errors import ConfigError
+
+    if args.skip_done is not None:
+        done = done_paths(args.skip_done)
+        paths = [path for path in paths if str(path) not in done]
+    append = (
+        args.skip_done is not None
+        and args.out is not None
+        and (args.skip_done.resolve() == args.out.resolve())
+    )
+    with distributed.launched("cpu") as session:
+        if session.is_distributed and args.out is None:
+            raise ConfigError("under torchrun, --jsonl needs --out FILE (rank 0 joins the parts)")
+        target = part_path(args.out, session.rank) if session.is_distributed else args.out
+        mode = "a" if append and not session.is_distributed else "w"
+        if mode == "a":
+            drop_partial_last_line(args.out)
+        failed = 0
+        with open(target, mode) if target is not None else nullcontext(sys.stdout) as out:
+            for result in predict_stream(predictor, distributed.shard(paths, session),
+                                         workers=args.workers):  # fmt: skip
+                out.write(jsonl_line(result))
+                failed += result.error is not None
+        if session.is_distributed:
+            import torch
+
+            failed = int(distributed.all_reduce_sum(torch.tensor([failed])).item())  # and wait
+            if session.is_main:
+                merge_parts(args.out, session.world_size, append=append)
+            distributed.barrier()  # no rank exits (which ends the others) before the join
+    if failed and session.is_main:
+        print(f'digitlab: {failed} file(s) could not be read (see their "error")', file=sys.stderr)
     return EXIT_ERROR if failed else 0
 
 

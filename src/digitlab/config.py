@@ -42,7 +42,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory layout: faster CPU convolution and pooling, but
     # not bitwise the same arithmetic as the default layout (so `seed` keeps it off)
     threads: int | None = None  # torch CPU threads; None = torch's default (all cores)
-    device: str = "auto"  # "auto" picks CUDA when present
+    device: str = "auto"  # "auto" picks CUDA when present; on CUDA, training uses bf16
+    # autocast and channels-last memory, and keeps the training images on the GPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

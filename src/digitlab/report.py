@@ -70,11 +70,8 @@ def write_run_report(
 
 def _member_results(run_dir: Path, members: int) -> list[dict[str, Any]]:
     """Each ensemble member's seed, last epoch and training seconds (none for one model)."""
-    from digitlab.ensemble import member_dir
-
     results = []
-    for index in range(1, members + 1) if members > 1 else ():
-        member = RunPaths(member_dir(run_dir, index))
+    for index, member in enumerate(RunPaths(run_dir).members(members) if members > 1 else (), 1):
         history = read_json(member.history)
         seconds = sum(entry["seconds"] for entry in history)
         seed = read_json(member.config)["seed"]

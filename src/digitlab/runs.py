@@ -8,6 +8,7 @@ runs/<recipe>-<YYYYmmdd-HHMMSS>/
     metrics.json        the final evaluation
     report.md           config, per-epoch table and plots
     plots/*.png
+    member-K/           an ensemble's member K (1-based): a run folder of its own
 """
 
 import time
@@ -50,6 +51,16 @@ class RunPaths:
     @property
     def plots(self) -> Path:
         return self.root / "plots"
+
+    def member(self, index: int) -> "RunPaths":
+        """The run folder of ensemble member `index` (1-based)."""
+        if index < 1:
+            raise ValueError(f"members are numbered from 1, not {index}")
+        return RunPaths(self.root / f"member-{index}")
+
+    def members(self, count: int) -> list["RunPaths"]:
+        """The folders of members 1..count."""
+        return [self.member(index) for index in range(1, count + 1)]
 
 
 def new_run_dir(recipe: str, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:

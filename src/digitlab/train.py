@@ -1,10 +1,15 @@
-"""`fit(config, mnist, run_dir)`: train a model, checkpoint every epoch, resume where it stopped.
+"""`train(config, mnist, run_dir)`: train a model or an ensemble, checkpoint every epoch, resume.
 
-The loop prints nothing; it reports through two optional callbacks (`on_step`, `on_epoch`) that
-the CLI turns into a progress bar and a table. On the CPU a run is bitwise reproducible: the same
-seed gives the same weights, and a run interrupted with Ctrl-C (SIGINT) and resumed ends with
-exactly the weights of an uninterrupted one, because everything random — the global RNG, the
-shuffling generator, the position inside the epoch — is saved with the optimizer state.
+The loop prints nothing; it reports through optional callbacks (`on_step`, `on_epoch`,
+`on_member`) that the CLI turns into a progress bar and a table. On the CPU a run is bitwise
+reproducible: the same seed gives the same weights, and a run interrupted with Ctrl-C (SIGINT) and
+resumed ends with exactly the weights of an uninterrupted one, because everything random — the
+global RNG, the shuffling generator, the position inside the epoch — is saved with the optimizer
+state.
+
+An ensemble (`config.members > 1`) is trained member by member, each an ordinary run in its own
+folder (see `ensemble.py`); resuming it skips the members that are complete, resumes the one that
+was interrupted and starts the rest; without `resume`, every member is trained afresh.
 """
 
 import math
@@ -12,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-import digitlab
+from digitlab import distributed
 from digitlab.augment import AugmentConfig, random_affine
 from digitlab.calibrate import calibrate_run
 from digitlab.checkpoint import (
+    checkpoint_metadata,
     load_training_state,
     read_json,
     save_model,
@@ -33,11 +39,12 @@ from digitlab.checkpoint import (
     write_json,
 )
 from digitlab.config import TrainConfig
-from digitlab.data import DATA_CHECKSUM, MNIST, iterate_batches, split_validation
+from digitlab.data import MNIST, iterate_batches, split_validation, to_float
 from digitlab.device import select_device
-from digitlab.errors import CheckpointError, ConfigError, DigitlabError
+from digitlab.ensemble import finished_member, member_config, members_of_rank
+from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
-from digitlab.models import create_model
+from digitlab.models import Ensemble, create_model
 from digitlab.runs import RunPaths
 
 
@@ -70,24 +77,35 @@ class StepProgress:
     loss: float  # mean training loss of the epoch so far
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
+    """What `train` made: the model (an `Ensemble` when `config.members > 1`) and how it went."""
+
     run_dir: Path
     config: TrainConfig
-    history: list[EpochStats]
-    wall_seconds: float
     model: nn.Module
+    member_histories: list[list[EpochStats]]  # one per member; one for a single model
+    test_accuracy: float  # of `model`: for an ensemble, of the averaged members
+    test_loss: float
+    wall_seconds: float  # this call's time; a resumed run counts only its remaining part
+
+    @property
+    def history(self) -> list[EpochStats]:
+        """The epochs of a single model (of member 1 for an ensemble)."""
+        return self.member_histories[0]
 
     def to_dict(self) -> dict[str, Any]:
         last = self.history[-1]
+        single = self.config.members == 1
         return {
-            "test_accuracy": last.test_accuracy,
-            "test_loss": last.test_loss,
-            "train_accuracy": last.train_accuracy,
-            "train_loss": last.train_loss,
-            "val_accuracy": last.val_accuracy,
-            "val_loss": last.val_loss,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "train_accuracy": last.train_accuracy if single else None,
+            "train_loss": last.train_loss if single else None,
+            "val_accuracy": last.val_accuracy if single else None,
+            "val_loss": last.val_loss if single else None,
             "epochs": len(self.history),
+            "members": self.config.members,
             "wall_seconds": self.wall_seconds,
             "run_dir": str(self.run_dir),
             "recipe": self.config.recipe,
@@ -107,7 +125,7 @@ class _Progress:
     seconds: float = 0.0  # training time spent in this epoch so far
 
 
-def fit(
+def train(
     config: TrainConfig,
     mnist: MNIST,
     run_dir: Path,
@@ -115,41 +133,170 @@ def fit(
     resume: bool = False,
     on_step: Callable[[StepProgress], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    on_member: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Train `config` on `mnist`, writing checkpoints to `run_dir`; resume from it if asked."""
-    if config.members != 1:
-        raise ConfigError(f"fit trains one model; train {config.members} with fit_ensemble")
+    """Train `config` on `mnist` (one model, or `config.members` averaged), writing checkpoints
+    to `run_dir`; continue an interrupted run there if `resume`. `on_member(k, n)` is called
+    before member k of n starts training.
+
+    Inside `distributed.launched()` under torchrun, one model trains data-parallel on every
+    process, and an ensemble's members are dealt round-robin to the processes; every process
+    returns the same result, and only rank 0 writes the run's files."""
     started = time.perf_counter()
-    run = _Training.start(config, mnist, RunPaths(run_dir))
+    paths = RunPaths(Path(run_dir))
+    session = distributed.current()
+    if config.members == 1:
+        run = _train_model(config, mnist, paths, resume, session, on_step, on_epoch)
+        model, histories = run.final_model, [run.history]
+        test_loss, test_accuracy = run.history[-1].test_loss, run.history[-1].test_accuracy
+    else:
+        if not resume and session.is_main:
+            write_json(paths.config, config.to_dict())
+        _train_members(config, mnist, paths, resume, session, on_step, on_epoch, on_member)
+        members, histories = _finished_members(config, paths)
+        model, test_loss, test_accuracy = _save_ensemble(config, members, mnist, paths, session)
+    # Training is over and `model` is final: post-training steps belong here.
+    if session.is_main:  # temperature and "not a digit" detector into the checkpoint
+        device = next(model.parameters()).device
+        calibrate_run(config, mnist, paths.model, model, device)
+    return RunResult(
+        run_dir=paths.root,
+        config=config,
+        model=model,
+        member_histories=histories,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _train_model(
+    config: TrainConfig,
+    mnist: MNIST,
+    paths: RunPaths,
+    resume: bool,
+    session: distributed.Session,
+    on_step: Callable[[StepProgress], None] | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+) -> "_Training":
+    """Train one model to its last epoch (or until Ctrl-C, which raises TrainingInterrupted),
+    data-parallel over the session's processes."""
+    run = _Training.start(config, mnist, paths, session)
     if resume:
         run.restore()
-    else:
-        write_json(run.paths.config, config.to_dict())
-
-    with _cpu_threads(config), _stop_requested_on_sigint() as stop_requested:
+    elif session.is_main:
+        write_json(paths.config, config.to_dict())
+    with _cpu_threads(config, session), _stop_requested_on_sigint() as stop_requested:
         while run.progress.epoch < config.epochs:
             run.train_epoch(stop_requested, on_step)
             stats = run.finish_epoch()
             if on_epoch is not None:
                 on_epoch(stats)
-            if stop_requested.is_set() and run.progress.epoch < config.epochs:
+            if run.stop_agreed(stop_requested) and run.progress.epoch < config.epochs:
                 raise TrainingInterrupted(
                     f"interrupted after epoch {run.progress.epoch}; the run is saved. "
-                    f"Continue it with: digitlab train --resume {run_dir}"
+                    f"Continue it with: digitlab train --resume {paths.root}"
                 )
-        calibrate_run(config, mnist, run.paths.model, run.final_model, run.device)
-    return RunResult(run_dir, config, run.history, time.perf_counter() - started, run.final_model)
+    return run
+
+
+def _train_members(
+    config: TrainConfig,
+    mnist: MNIST,
+    paths: RunPaths,
+    resume: bool,
+    session: distributed.Session,
+    on_step: Callable[[StepProgress], None] | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+    on_member: Callable[[int, int], None] | None,
+) -> None:
+    """Train (or finish) this process's members of an ensemble, each alone in its folder,
+    then wait for the other processes' members."""
+    for index in members_of_rank(config.members, session.rank, session.world_size):
+        folder = paths.member(index)
+        if resume and finished_member(folder) is not None:
+            continue
+        if on_member is not None:
+            on_member(index, config.members)
+        try:
+            _train_model(
+                member_config(config, index),
+                mnist,
+                folder,
+                resume and folder.train_state.is_file(),
+                distributed.Session(),  # a member is trained by one process
+                on_step,
+                on_epoch,
+            )
+        except TrainingInterrupted as err:
+            raise TrainingInterrupted(
+                f"interrupted while training member {index} of {config.members}; the run is "
+                f"saved. Continue it with: digitlab train --resume {paths.root}"
+            ) from err
+    distributed.barrier()
+
+
+def _finished_members(
+    config: TrainConfig, paths: RunPaths
+) -> tuple[list[nn.Module], list[list[EpochStats]]]:
+    """Every member's final model and history, read back from its folder (whichever process
+    trained it)."""
+    models, histories = [], []
+    for index, folder in enumerate(paths.members(config.members), 1):
+        model = finished_member(folder)
+        if model is None:
+            raise CheckpointError(f"member {index} in {folder.root} did not finish training")
+        models.append(model)
+        histories.append([EpochStats(**h) for h in read_json(folder.history)])
+    return models, histories
+
+
+def _save_ensemble(
+    config: TrainConfig,
+    members: list[nn.Module],
+    mnist: MNIST,
+    paths: RunPaths,
+    session: distributed.Session,
+) -> tuple[nn.Module, float, float]:
+    """Average the members; rank 0 scores the average on the test set and saves it as the
+    run's model."""
+    device = distributed.rank_device(select_device(config.device))
+    ensemble = Ensemble(members).to(device).eval()
+    scores = None
+    if session.is_main:
+        log_probs = predict_log_probs(
+            ensemble, mnist.test_images, batch_size=config.eval_batch_size, device=device
+        )
+        scores = loss_and_accuracy(log_probs, mnist.test_labels)
+        metrics = {"test_accuracy": scores[1], "test_loss": scores[0]}
+        metadata = checkpoint_metadata(
+            config,
+            config.epochs,
+            metrics,
+            world_size=session.world_size,
+            backend=session.backend,
+        )
+        save_model(paths.model, ensemble, metadata)
+    test_loss, test_accuracy = distributed.broadcast_from_main(scores)
+    return ensemble, test_loss, test_accuracy
 
 
 @dataclass
 class _Training:
-    """The objects of one run and the few methods that move it forward."""
+    """The objects of one run and the few methods that move it forward.
+
+    With `session.is_distributed` (torchrun, one model) every rank holds the same model wrapped
+    in DistributedDataParallel, walks the same global batch order and trains on its share of
+    each global batch; rank 0 evaluates and writes the checkpoints, the others wait for it.
+    """
 
     config: TrainConfig
     mnist: MNIST
     paths: RunPaths
+    session: distributed.Session  # the processes training this model (one of one when alone)
     device: torch.device
-    model: nn.Module
+    model: nn.Module  # the network itself (what is saved)
+    step_model: nn.Module  # what the optimizer step runs: the network, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     order_rng: torch.Generator  # draws each epoch's shuffling order
@@ -166,25 +313,35 @@ class _Training:
     order_state: torch.Tensor | None = None  # order_rng's state before this epoch's draw
 
     @classmethod
-    def start(cls, config: TrainConfig, mnist: MNIST, paths: RunPaths) -> "_Training":
-        device = select_device(config.device)
+    def start(
+        cls,
+        config: TrainConfig,
+        mnist: MNIST,
+        paths: RunPaths,
+        session: distributed.Session | None = None,
+    ) -> "_Training":
+        session = session or distributed.Session()
+        device = distributed.rank_device(select_device(config.device))
         torch.manual_seed(config.seed)  # before building the model: it fixes the initial weights
         model = create_model(config.model).to(device)
-        if config.channels_last:
+        if config.channels_last or device.type == "cuda":  # tensor cores want NHWC
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         (train_images, train_labels), (val_images, val_labels) = split_validation(
             mnist.train_images[: config.subset],
             mnist.train_labels[: config.subset],
             config.validation,
         )
+        step_model = _data_parallel(model, device) if session.is_distributed else model
         optimizer = _make_optimizer(config, model)
         steps = _steps_per_epoch(len(train_images), config.batch_size)
         return cls(
             config=config,
             mnist=mnist,
             paths=paths,
+            session=session,
             device=device,
             model=model,
+            step_model=step_model,
             optimizer=optimizer,
             scheduler=_make_scheduler(config, optimizer, steps),
             order_rng=torch.Generator().manual_seed(config.seed),
@@ -209,26 +366,21 @@ class _Training:
         order = _epoch_order(len(self.train_images), config.shuffle, self.order_rng)
         self.epoch_started = time.perf_counter() - progress.seconds
         self.model.train()
-        batches = iterate_batches(
-            self.train_images,
-            self.train_labels,
-            config.batch_size,
-            order=order.to(self.device),
-            start_batch=progress.step,
-            device=self.device,
-        )
-        for x, y in batches:
-            loss, correct = self.train_step(x, y)
+        for batch in self.batches(order.to(self.device), start_batch=progress.step):
+            loss, correct, any_rank_stopping = self.train_step(batch, stop_requested.is_set())
             progress.step += 1
-            progress.loss_sum += loss * len(y)
+            progress.loss_sum += loss * batch.size
             progress.correct += correct
-            progress.seen += len(y)
+            progress.seen += batch.size
             if on_step is not None:
                 mean_loss = progress.loss_sum / progress.seen
                 on_step(
                     StepProgress(progress.epoch + 1, progress.step, self.steps_per_epoch, mean_loss)
                 )
-            if stop_requested.is_set() and progress.step < self.steps_per_epoch:
+            # Alone, a Ctrl-C that arrives during on_step still stops at this step; under DDP
+            # every rank must stop at the same step, so the flags summed in it decide.
+            stop = any_rank_stopping if self.session.is_distributed else stop_requested.is_set()
+            if stop and progress.step < self.steps_per_epoch:
                 progress.seconds = time.perf_counter() - self.epoch_started
                 self.save()
                 raise TrainingInterrupted(
@@ -236,18 +388,60 @@ class _Training:
                     f"is saved. Continue it with: digitlab train --resume {self.paths.root}"
                 )
 
+    def batches(self, order: torch.Tensor, start_batch: int) -> Iterator["_Batch"]:
+        """The epoch's batches from `start_batch` on. Alone, whole batches (as
+        `iterate_batches`); under DDP, this rank's share of each global batch."""
+        if not self.session.is_distributed:
+            for x, y in iterate_batches(
+                self.train_images,
+                self.train_labels,
+                self.config.batch_size,
+                order=order,
+                start_batch=start_batch,
+                device=self.device,
+            ):
+                yield _Batch(x, y, size=len(y), rows=slice(None))
+            return
+        for global_batch in order.split(self.config.batch_size)[start_batch:]:
+            rows = distributed.share_of_batch(len(global_batch), self.session)
+            index = global_batch[rows]
+            # Convert only this rank's share to float: the uint8 images stay where they are.
+            x, y = to_float(self.train_images[index]), self.train_labels[index]
+            yield _Batch(x, y, size=len(global_batch), rows=rows)
+
     @property
     def final_model(self) -> nn.Module:
         """What is evaluated and saved: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """One optimizer step; returns the batch's mean loss and its number of right answers."""
+    def train_step(self, batch: "_Batch", stop_requested: bool) -> tuple[float, int, bool]:
+        """One optimizer step on `batch`; returns the (global) batch's mean loss, its number of
+        right answers, and whether any process asked to stop after this step."""
+        x, y = batch.images, batch.labels
         if self.augment is not None:
-            x = random_affine(x, self.augment, self.augment_rng)
-        log_probs = self.model(x)
-        loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
-        loss_value = loss.item()
+            x = random_affine(
+                x, self.augment, self.augment_rng, rows=batch.rows, batch_size=batch.size
+            )
+        with _mixed_precision(self.device):
+            log_probs = self.step_model(x)
+        log_probs = log_probs.float()
+        correct = (log_probs.argmax(1) == y).sum()
+        if self.session.is_distributed:
+            loss_sum = F.cross_entropy(
+                log_probs, y, label_smoothing=self.config.label_smoothing, reduction="sum"
+            )
+            # DDP averages gradients over the ranks; scaling each rank's sum by
+            # world_size / batch size makes that average the gradient of the global batch's
+            # mean loss, however unevenly the batch was split.
+            loss = loss_sum * (self.session.world_size / batch.size)
+            totals = distributed.all_reduce_sum(
+                torch.stack([loss_sum.detach(), correct, torch.tensor(stop_requested)])
+                .to(torch.float64)
+            ).tolist()  # fmt: skip
+            loss_value, correct_count, stop = totals[0] / batch.size, int(totals[1]), totals[2] > 0
+        else:
+            loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
+            loss_value, correct_count, stop = loss.item(), int(correct), stop_requested
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"the training loss became {loss_value} at epoch {self.progress.epoch + 1}, "
@@ -261,16 +455,35 @@ class _Training:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss_value, int((log_probs.argmax(1) == y).sum())
+        return loss_value, correct_count, stop
+
+    def stop_agreed(self, stop_requested: threading.Event) -> bool:
+        """Whether to stop at an epoch's end: asked by any process (all must agree)."""
+        if not self.session.is_distributed:
+            return stop_requested.is_set()
+        flag = torch.tensor([float(stop_requested.is_set())], device=self.device)
+        return bool(distributed.all_reduce_sum(flag).item() > 0)
 
     def finish_epoch(self) -> EpochStats:
-        """Evaluate on the test (and validation) set, record the epoch and checkpoint it."""
+        """Evaluate on the test (and validation) set, record the epoch and checkpoint it.
+        Under DDP rank 0 evaluates and tells the others."""
+        stats = self.evaluate_epoch() if self.session.is_main else None
+        if self.session.is_distributed:
+            stats = distributed.broadcast_from_main(stats)
+        assert stats is not None
+        self.history.append(stats)
+        self.progress = _Progress(epoch=self.progress.epoch + 1)
+        self.order_state = self.order_rng.get_state()
+        self.save()
+        return stats
+
+    def evaluate_epoch(self) -> EpochStats:
         test_loss, test_accuracy = self.score(self.mnist.test_images, self.mnist.test_labels)
         val_loss, val_accuracy = (
             self.score(self.val_images, self.val_labels) if len(self.val_labels) else (None, None)
         )
         progress = self.progress
-        stats = EpochStats(
+        return EpochStats(
             epoch=progress.epoch + 1,
             train_loss=progress.loss_sum / progress.seen,
             train_accuracy=progress.correct / progress.seen,
@@ -281,11 +494,6 @@ class _Training:
             val_loss=val_loss,
             val_accuracy=val_accuracy,
         )
-        self.history.append(stats)
-        self.progress = _Progress(epoch=progress.epoch + 1)
-        self.order_state = self.order_rng.get_state()
-        self.save()
-        return stats
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         """Mean loss and accuracy of the model being evaluated and saved."""
@@ -295,8 +503,22 @@ class _Training:
         return loss_and_accuracy(log_probs, labels)
 
     def save(self) -> None:
+        """Write the checkpoint, the training state and the history (rank 0 only; the others
+        wait until it is on disk)."""
+        if self.session.is_main:
+            self.write_checkpoint()
+        if self.session.is_distributed:
+            distributed.barrier()
+
+    def write_checkpoint(self) -> None:
         last = self.history[-1] if self.history else None
-        metadata = checkpoint_metadata(self.config, len(self.history), _checkpoint_metrics(last))
+        metadata = checkpoint_metadata(
+            self.config,
+            len(self.history),
+            _checkpoint_metrics(last),
+            world_size=self.session.world_size,
+            backend=self.session.backend,
+        )
         save_model(self.paths.model, self.final_model, metadata)
         save_training_state(
             self.paths.train_state,
@@ -334,21 +556,35 @@ class _Training:
             ) from err
 
 
-def checkpoint_metadata(
-    config: TrainConfig, epoch: int, metrics: dict[str, float]
-) -> dict[str, Any]:
-    """What a `model.safetensors` says about itself: how it was made and how far it got."""
-    return {
-        "model": config.model,
-        "members": config.members,
-        "config": config.to_dict(),
-        "epoch": epoch,
-        "complete": epoch == config.epochs,
-        "metrics": metrics,
-        "digitlab_version": digitlab.__version__,
-        "torch_version": torch.__version__,
-        "data_checksum": DATA_CHECKSUM,
-    }
+@dataclass(frozen=True)
+class _Batch:
+    """This process's images of one global batch."""
+
+    images: torch.Tensor  # (n, 1, 28, 28) float
+    labels: torch.Tensor  # (n,)
+    size: int  # images in the global batch (n when training alone)
+    rows: slice  # which rows of the global batch these are
+
+
+def _mixed_precision(device: torch.device) -> AbstractContextManager[object]:
+    """bf16 autocast on CUDA: matrix products on tensor cores at twice fp32's speed, with
+    fp32's range (no loss scaling needed). The CPU keeps fp32, which keeps it bitwise
+    reproducible."""
+    if device.type != "cuda":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """Wrap `model` for DDP. On CUDA, BatchNorm layers become SyncBatchNorm (statistics over the
+    global batch); gloo has no SyncBatchNorm, so on the CPU each rank normalises with its own
+    share's statistics."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
 
 
 def _checkpoint_metrics(last: EpochStats | None) -> dict[str, float]:
@@ -382,12 +618,14 @@ SMALL_BATCH = 64  # below this, a step is too small to split across CPU threads
 
 
 @contextmanager
-def _cpu_threads(config: TrainConfig) -> Iterator[None]:
+def _cpu_threads(config: TrainConfig, session: distributed.Session) -> Iterator[None]:
     """Set torch's CPU threads for the run (and restore them after): the config's number, or
     one thread for small batches, whose tiny operations lose more to thread hand-offs than
-    they gain (the seed recipe's batch of 10 trains faster on one core than on two)."""
+    they gain (the seed recipe's batch of 10 trains faster on one core than on two). Under
+    torchrun (which sets OMP_NUM_THREADS=1) each process gets its share of the machine's cores."""
     previous = torch.get_num_threads()
-    threads = config.threads or (1 if config.batch_size < SMALL_BATCH else previous)
+    default = distributed.threads_per_rank(session) if session.is_distributed else previous
+    threads = config.threads or (1 if config.batch_size < SMALL_BATCH else default)
     torch.set_num_threads(threads)
     try:
         yield

@@ -1,0 +1,139 @@
+"""Everything torchrun / torch.distributed in one place.
+
+    torchrun --standalone --nproc_per_node=2 -m digitlab train --recipe default
+    torchrun --nnodes=2 --nproc_per_node=4 --rdzv-backend=c10d \\
+        --rdzv-endpoint=HOST:29500 --rdzv-id=mnist -m digitlab train --recipe best
+
+torchrun starts one process per rank and tells each who it is through environment variables
+(`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`).
+`launched()` joins the process group they describe — gloo on the CPU, NCCL on CUDA — and leaves
+it at the end; without torchrun it does nothing and everything runs as one process of one.
+The rest of digitlab asks `current()` where it stands, so the training loop and the reader have
+one code path for one process and for many.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Session:
+    """This process's place among the processes torchrun started (one of one without it)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # rank on this machine: which GPU to use
+    local_world_size: int = 1  # processes on this machine: how to share its CPU cores
+    backend: str | None = None  # "gloo" or "nccl"; None for a single process
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that prints and writes files."""
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+def is_main_process() -> bool:
+    """Rank 0, or not under torchrun; answers before joining and after leaving the group."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def current() -> Session:
+    """Where this process stands: from the process group if one is joined, else one of one."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return Session()
+    return Session(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+        backend=str(dist.get_backend()),
+    )
+
+
+@contextmanager
+def launched(device: str = "auto") -> Iterator[Session]:
+    """Join torchrun's process group for the block (a no-op without torchrun), then leave it.
+
+    `device` is the config's device: CUDA ranks each take GPU `LOCAL_RANK` and talk over NCCL,
+    CPU ranks over gloo."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        yield current()
+        return
+    local_rank = int(os.environ["LOCAL_RANK"])
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if use_cuda else "gloo"
+    dist.init_process_group(backend)
+    try:
+        yield current()
+    finally:
+        dist.destroy_process_group()
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """Under torchrun each CUDA rank has a GPU of its own (`LOCAL_RANK`); the CPU is shared."""
+    session = current()
+    if device.type == "cuda" and session.is_distributed:
+        return torch.device("cuda", session.local_rank)
+    return device
+
+
+def threads_per_rank(session: Session) -> int:
+    """This machine's cores shared evenly among its ranks (at least one each). torchrun sets
+    OMP_NUM_THREADS=1, which would leave cores idle when there are fewer ranks than cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // session.local_world_size)
+
+
+def share_of_batch(size: int, session: Session) -> slice:
+    """The rows of a global batch of `size` that this rank trains on: contiguous, in rank
+    order, sizes differing by at most one (as `torch.tensor_split`)."""
+    base, extra = divmod(size, session.world_size)
+    start = session.rank * base + min(session.rank, extra)
+    return slice(start, start + base + (1 if session.rank < extra else 0))
+
+
+def shard(items: list[T], session: Session) -> list[T]:
+    """Every `world_size`-th item from this rank's: rank r of n gets items r, r+n, r+2n…"""
+    return items[session.rank :: session.world_size]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if current().is_distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `values` over every rank (the tensor itself when alone)."""
+    if current().is_distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (any picklable object)."""
+    if not current().is_distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

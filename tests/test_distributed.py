@@ -1,0 +1,151 @@
+"""torchrun: data-parallel training equals one process, ensembles side by side, Ctrl-C + resume.
+
+Each test that needs several processes starts `python -m torch.distributed.run --standalone`
+(torchrun) as a subprocess on loopback with two CPU ranks (gloo).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitlab import distributed
+from digitlab.checkpoint import read_model_file
+from digitlab.config import make_config
+from digitlab.models import create_model
+from digitlab.runs import RunPaths
+from digitlab.train import train
+
+WORKER = Path(__file__).with_name("torchrun_worker.py")
+
+# lenet, 8 steps of a global batch of 75 (38 + 37 images per rank: uneven shares), SGD with
+# momentum. SGD rather than Adam: Adam divides each update by the gradient's own size, which
+# turns last-bit differences in near-zero gradients into visible ones.
+EQUIVALENCE = make_config(
+    "default",
+    model="lenet",
+    subset=600,
+    batch_size=75,
+    epochs=1,
+    optimizer="sgd",
+    schedule="constant",
+    lr=0.05,
+    threads=1,
+)
+# Two ranks sum each gradient in another order than one process (per-rank sums, then the
+# all-reduce); after 8 steps the weights differ by a few float32 ulps (measured: 1.5e-8).
+EQUIVALENCE_TOLERANCE = 1e-6
+# Two lenets of 8 steps each, trained by two processes or one after the other.
+ENSEMBLE = make_config("default", subset=600, batch_size=75, epochs=1, members=2, threads=1)
+# Interrupted and resumed under torchrun: 3 epochs of 20 steps.
+RESUMABLE = make_config("default", model="lenet", subset=2000, batch_size=100, epochs=3, threads=1)
+
+
+def torchrun(*args: str, processes: int = 2) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, f"--nproc_per_node={processes}", *args]
+
+
+def child_env() -> dict[str, str]:
+    # PYTHONPATH carries the source under test; unbuffered so rank 0's lines arrive at once.
+    return os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def saved(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    return read_model_file(RunPaths(run_dir).model)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One torchrun launch (2 ranks) trains the equivalence model, the ensemble and the
+    uninterrupted reference of the resume test."""
+    out = tmp_path_factory.mktemp("torchrun")
+    runs = {
+        "equivalence": EQUIVALENCE.to_dict(),
+        "ensemble": ENSEMBLE.to_dict(),
+        "resumable": RESUMABLE.to_dict(),
+    }
+    command = torchrun(str(WORKER), str(out), json.dumps(runs))
+    finished = subprocess.run(command, env=child_env(), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return out
+
+
+def test_shares_of_a_batch_cover_it_in_order():
+    for size, world in [(75, 2), (100, 3), (2, 4)]:
+        shares = [
+            distributed.share_of_batch(size, distributed.Session(r, world)) for r in range(world)
+        ]
+        rows = [i for share in shares for i in range(size)[share]]
+        assert rows == list(range(size))
+        lengths = [len(range(size)[share]) for share in shares]
+        assert max(lengths) - min(lengths) <= 1
+
+
+def test_two_ranks_train_the_weights_of_one_process(two_process_runs, mnist, tmp_path):
+    ranks_weights, metadata = saved(two_process_runs / "equivalence")
+    assert metadata["world_size"] == 2 and metadata["backend"] == "gloo"
+    alone = train(EQUIVALENCE, mnist, tmp_path).model.state_dict()
+    torch.manual_seed(EQUIVALENCE.seed)
+    untrained = create_model("lenet").state_dict()
+    assert ranks_weights.keys() == alone.keys()
+    for key, value in ranks_weights.items():
+        torch.testing.assert_close(value, alone[key], rtol=0, atol=EQUIVALENCE_TOLERANCE)
+    moved = max((ranks_weights[k] - untrained[k]).abs().max().item() for k in untrained)
+    assert moved > 100 * EQUIVALENCE_TOLERANCE  # training did change the weights
+
+
+def test_ensemble_members_trained_side_by_side_equal_one_after_another(
+    two_process_runs, mnist, tmp_path
+):
+    sequential = train(ENSEMBLE, mnist, tmp_path)
+    parallel_weights, metadata = saved(two_process_runs / "ensemble")
+    assert metadata["world_size"] == 2 and metadata["members"] == 2
+    sequential_weights, _ = saved(tmp_path)
+    assert parallel_weights.keys() == sequential_weights.keys()
+    for key in parallel_weights:
+        assert torch.equal(parallel_weights[key], sequential_weights[key]), key
+    histories = [
+        json.loads(p.history.read_text())
+        for p in RunPaths(two_process_runs / "ensemble").members(2)
+    ]
+    accuracies = [[epoch["test_accuracy"] for epoch in history] for history in histories]
+    assert accuracies == [[e.test_accuracy for e in h] for h in sequential.member_histories]
+
+
+def test_ctrl_c_under_torchrun_stops_every_rank_and_resumes_exactly(two_process_runs, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["-m", "digitlab", "train", "--out", str(run_dir), "--recipe", "default"]
+    args += ["--model", "lenet", "--subset", "2000", "--batch-size", "100", "--epochs", "3"]
+    args += ["--threads", "1"]
+    launcher = subprocess.Popen(
+        torchrun(*args), env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert launcher.stdout is not None
+    for line in launcher.stdout:  # the epoch table: press Ctrl-C once epoch 1 is reported
+        if line.split()[:1] == ["1"]:
+            launcher.send_signal(signal.SIGINT)  # what Ctrl-C does to torchrun
+            break
+    _, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode != 0
+    assert "interrupted" in stderr and f"--resume {run_dir}" in stderr
+    weights, metadata = saved(run_dir)
+    assert metadata["complete"] is False and metadata["world_size"] == 2
+
+    resumed = subprocess.run(
+        torchrun("-m", "digitlab", "train", "--resume", str(run_dir), "--quiet"),
+        env=child_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    weights, metadata = saved(run_dir)
+    reference, _ = saved(two_process_runs / "resumable")
+    assert metadata["complete"] is True
+    for key in reference:
+        assert torch.equal(weights[key], reference[key]), key

@@ -115,7 +115,7 @@ def test_predict_flags_change_or_turn_off_rejection(trained_run, star_png, capsy
     assert predict_json(capsys, *common)["reason"] == NOT_A_DIGIT
     assert isinstance(predict_json(capsys, *common, "--no-reject")["digit"], int)
     assert isinstance(predict_json(capsys, *common, "--reject-threshold", "1e9")["digit"], int)
-    lowest = predict_json(capsys, *common, "--reject-threshold", "-1e9")
+    lowest = predict_json(capsys, *common, "--reject-threshold=-1e9")
     assert lowest["digit"] is None and lowest["reason"] == NOT_A_DIGIT
     assert main(["predict", *common, "--no-reject", "--reject-threshold", "1"]) == 1
     assert "not both" in capsys.readouterr().err

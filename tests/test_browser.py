@@ -1,8 +1,9 @@
-"""End to end in a real headless Chromium: draw digits on the page with the mouse, read the answer.
+"""End to end in a real headless Chromium: write on the page with the mouse, read the answer.
 
-The server runs in a subprocess on a loopback port (serve_helpers.running_server) with a lenet
-trained for one epoch. Digits from the MNIST test set are traced on the canvas: every row's
-run of bright pixels becomes one mouse stroke, drawn with the page's own round pen.
+The server runs in a subprocess on a loopback port (serve_helpers.running_server) with the
+lenet of conftest's `trained_run`. Digits from the MNIST test set are traced on the canvas:
+every row's run of bright pixels becomes one mouse stroke, drawn with the page's own round
+pen; one digit at a time for Predict, or several side by side across the wide canvas for Read.
 
 Set DIGITLAB_UPDATE_SCREENSHOT=1 to save the page to docs/screenshot.png for the README;
 otherwise the screenshot goes to a temporary folder (the page shows a latency that changes on
@@ -39,6 +40,12 @@ MAX_SCREENSHOT_BYTES = 150_000  # it goes in the README
 # the page's pen (22 px on a 280 px canvas) widens to MNIST's usual stroke width.
 TRACE_LEVEL = 180
 TRACED_DIGITS = range(10)  # the first ten test digits: 7 2 1 0 4 1 4 9 5 9
+# Numbers written with the test digits at these indices: "721", "9590" (a 5 with a detached
+# bar), "6901" and "0740". Not yet: (3, 4, 5, 6) "0414", which segment.py reads as "01114"
+# (as of read-core 4119b77: the open-topped 4 is cut in two).
+WRITTEN_NUMBERS = [(0, 1, 2), (7, 8, 9, 10), (11, 12, 13, 14), (25, 26, 27, 28)]
+GAP_UNITS = 6  # between two digits' ink, in MNIST pixels (the pen adds about 1 per side)
+MARGIN = 0.05  # of the canvas kept free on every side when writing a number
 
 # Developers without Chromium skip these; CI sets DIGITLAB_REQUIRE_BROWSER so they must run.
 pytestmark = [
@@ -72,17 +79,43 @@ def page(browser: playwright.Browser, server_url: str) -> Iterator[playwright.Pa
     page.close()
 
 
-def trace_digit(page: playwright.Page, digit: np.ndarray) -> None:
-    """Draw a 28×28 MNIST digit on the canvas: one mouse stroke per run of bright pixels."""
+def canvas_box(page: playwright.Page) -> dict[str, float]:
     box = page.locator("#canvas").bounding_box()
     assert box is not None
-    scale = box["width"] / 28
+    return box
+
+
+def trace_digit(page: playwright.Page, digit: np.ndarray) -> None:
+    """Draw a 28×28 MNIST digit as tall as the canvas, in its middle."""
+    box = canvas_box(page)
+    scale = box["height"] / 28
+    trace_at(page, digit, box["x"] + (box["width"] - box["height"]) / 2, box["y"], scale)
+
+
+def write_number(page: playwright.Page, digits: list[np.ndarray]) -> None:
+    """Write 28×28 MNIST digits side by side across the canvas, GAP_UNITS apart, as large as
+    fits, each cut to the columns holding its ink."""
+    box = canvas_box(page)
+    inked = [np.flatnonzero((digit >= TRACE_LEVEL).any(axis=0)) for digit in digits]
+    widths = [int(columns[-1] - columns[0] + 1) for columns in inked]
+    units = sum(widths) + GAP_UNITS * (len(digits) - 1)
+    scale = (1 - 2 * MARGIN) * min(box["height"] / 28, box["width"] / units)
+    left = box["x"] + (box["width"] - units * scale) / 2
+    top = box["y"] + (box["height"] - 28 * scale) / 2
+    for digit, columns, width in zip(digits, inked, widths, strict=True):
+        trace_at(page, digit, left - columns[0] * scale, top, scale)
+        left += (width + GAP_UNITS) * scale
+
+
+def trace_at(page: playwright.Page, digit: np.ndarray, x: float, y: float, scale: float) -> None:
+    """One mouse stroke per run of bright pixels, the digit's top-left corner at (x, y) on the
+    page and each of its pixels `scale` page pixels wide."""
     for row, pixels in enumerate(digit):
-        at_y = box["y"] + (row + 0.5) * scale
+        at_y = y + (row + 0.5) * scale
         for first, last in bright_runs(pixels):
-            page.mouse.move(box["x"] + (first + 0.5) * scale, at_y)
+            page.mouse.move(x + (first + 0.5) * scale, at_y)
             page.mouse.down()
-            page.mouse.move(box["x"] + (last + 0.5) * scale, at_y)
+            page.mouse.move(x + (last + 0.5) * scale, at_y)
             page.mouse.up()
 
 
@@ -94,9 +127,9 @@ def bright_runs(pixels: np.ndarray) -> list[tuple[int, int]]:
 
 def draw_a_two(page: playwright.Page) -> None:
     """One smooth stroke as a person draws a 2: an arc over the top, a diagonal, a base."""
-    box = page.locator("#canvas").bounding_box()
-    assert box is not None
-    left, top, size = box["x"], box["y"], box["width"]
+    box = canvas_box(page)
+    size = box["height"]  # in a square as tall as the canvas, in its middle
+    left, top = box["x"] + (box["width"] - size) / 2, box["y"]
     arc = [
         (0.5 + 0.2 * math.cos(t), 0.35 + 0.17 * math.sin(t))
         for t in np.linspace(math.pi * 1.05, math.pi * 2.2, 24)
@@ -118,6 +151,24 @@ def canvas_is_blank(page: playwright.Page) -> bool:
             return data.every((value) => value === 255);
         }"""
     )
+
+
+def overlay_boxes(page: playwright.Page) -> list[tuple[int, int]]:
+    """The first and last column of each run of columns where the overlay has paint: one
+    per box drawn (a box with its label is a solid run of columns)."""
+    columns = page.evaluate(
+        """() => {
+            const overlay = document.getElementById("overlay");
+            const { width, height } = overlay;
+            const { data } = overlay.getContext("2d").getImageData(0, 0, width, height);
+            const painted = new Array(width).fill(0);
+            for (let i = 3; i < data.length; i += 4) {
+                if (data[i] > 0) painted[((i - 3) / 4) % width] = 1;
+            }
+            return painted;
+        }"""
+    )
+    return bright_runs(np.array(columns) * 255)
 
 
 def view_brightness(page: playwright.Page) -> int:
@@ -161,6 +212,10 @@ def test_blank_canvas_says_there_is_no_digit(page: playwright.Page) -> None:
     page.click("#predict")
     playwright.expect(page.locator("#status")).to_contain_text("No digit found")
     playwright.expect(page.locator("#prediction")).to_have_text("")
+    page.click("#read")
+    playwright.expect(page.locator("#read-status")).to_contain_text("No digit")
+    playwright.expect(page.locator("#read-status")).to_have_class("empty")
+    playwright.expect(page.locator("#reading")).to_have_text("")
 
 
 def test_uploaded_photo_is_recognised(page: playwright.Page, mnist: MNIST, tmp_path: Path) -> None:
@@ -170,14 +225,36 @@ def test_uploaded_photo_is_recognised(page: playwright.Page, mnist: MNIST, tmp_p
     photo = Image.fromarray(255 - mnist.test_images[index].numpy()).resize((140, 140))
     photo.save(tmp_path / "digit.png")
     page.set_input_files("#upload", tmp_path / "digit.png")
-    playwright.expect(page.locator("#prediction")).to_have_text(str(int(mnist.test_labels[index])))
+    label = str(int(mnist.test_labels[index]))
+    playwright.expect(page.locator("#prediction")).to_have_text(label)
+    playwright.expect(page.locator("#reading")).to_have_text(label)  # read as well
     assert not canvas_is_blank(page)  # the photo is shown where one draws
+    # Its box, in canvas pixels: the 140 px photo is shown 280 px tall in the middle of 840.
+    ((first, last),) = overlay_boxes(page)
+    assert first >= 280 and last <= 560
 
 
-def test_hand_drawn_two_and_screenshot(page: playwright.Page, tmp_path: Path) -> None:
+def test_hand_drawn_two_is_predicted(page: playwright.Page) -> None:
     draw_a_two(page)
     page.click("#predict")
     playwright.expect(page.locator("#prediction")).to_have_text("2")
+
+
+def test_written_numbers_are_read_and_screenshot(
+    page: playwright.Page, mnist: MNIST, tmp_path: Path
+) -> None:
+    expect = playwright.expect
+    for indices in WRITTEN_NUMBERS:
+        text = "".join(str(int(mnist.test_labels[i])) for i in indices)
+        write_number(page, [mnist.test_images[i].numpy() for i in indices])
+        page.click("#read")
+        expect(page.locator("#reading")).to_have_text(text)
+        expect(page.locator("#read-status")).to_contain_text(f"sure of all {len(text)} digits")
+        assert len(overlay_boxes(page)) == len(text)  # each digit boxed, boxes apart
+        if indices != WRITTEN_NUMBERS[-1]:  # the last stays for the screenshot
+            page.click("#clear")
+            expect(page.locator("#reading")).to_have_text("")
+            assert overlay_boxes(page) == []
     update = os.environ.get("DIGITLAB_UPDATE_SCREENSHOT") == "1"
     path = SCREENSHOT if update else tmp_path / "screenshot.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +280,8 @@ def test_api_docs_render_offline(browser: playwright.Browser, server_url: str) -
         predict = page.locator(".opblock-post", has_text="/predict")
         playwright.expect(predict).to_contain_text("Recognise one handwritten digit")
         playwright.expect(page.locator(".opblock-get", has_text="/health")).to_be_visible()
+        read = page.locator(".opblock-post", has_text="/read")
+        playwright.expect(read).to_contain_text("Read a number")
         # Opening the operation shows both request bodies from the OpenAPI 3.1 schema.
         predict.locator(".opblock-summary").click()
         playwright.expect(predict.locator(".body-param-content-type select")).to_contain_text(

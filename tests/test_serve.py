@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clean_numbers import first_of_each, number_picture
 from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.exceptions import HTTPException
@@ -27,8 +28,9 @@ from digitlab.serve import create_app
 from digitlab.serve.app import MAX_BODY_BYTES
 from digitlab.serve.batching import BatchingPredictor
 from digitlab.serve.limits import BodySizeLimit
+from digitlab.serve.schemas import MAX_PIXELS_SIDE
 
-REQUIRED_IDS = ("canvas", "predict", "clear", "prediction")
+REQUIRED_IDS = ("canvas", "overlay", "read", "reading", "predict", "clear", "prediction")
 FIRST = 300  # the test digits to pick each class's first from
 
 
@@ -100,12 +102,61 @@ def test_health_names_the_model(client: TestClient, run_dir: Path) -> None:
     assert health["temperature"] > 0 and health["reject_threshold"] is not None
 
 
-def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
-    schema = client.get("/openapi.json").json()
-    predict = schema["paths"]["/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
-    assert {"200", "413", "415", "422"} <= set(predict["responses"])
-    assert "/health" in schema["paths"]
+@pytest.fixture(scope="module")
+def openapi(client: TestClient) -> dict:
+    return client.get("/openapi.json").json()
+
+
+@pytest.mark.parametrize("path", ["/predict", "/read"])
+def test_openapi_documents_both_request_bodies(openapi: dict, path: str) -> None:
+    operation = openapi["paths"][path]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data"}
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]
+    for status in ("200", "413", "415", "422", "500"):
+        response_schema = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert response_schema["$ref"].startswith("#/components/schemas/"), status
+    assert "/health" in openapi["paths"]
+
+
+def json_body_validator(openapi: dict, path: str):
+    from jsonschema import Draft202012Validator
+
+    schema = openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    return Draft202012Validator(schema["schema"])
+
+
+@pytest.mark.parametrize("path", ["/predict", "/read"])
+def test_json_body_schema_is_exactly_one_closed_object(openapi: dict, path: str) -> None:
+    alternatives = json_body_validator(openapi, path).schema["oneOf"]
+    assert [sorted(a["required"]) for a in alternatives] == [["pixels"], ["image"]]
+    assert all(a["additionalProperties"] is False for a in alternatives)
+    valid = json_body_validator(openapi, path).is_valid
+    mnist = [[0] * 28] * 28
+    assert valid({"pixels": mnist}) and valid({"image": "AAAA"})
+    assert valid({"image": "data:image/png;base64,iVBORw0KGgo="})
+    # The mismatch found by fuzzing: both fields (or neither) fitted the old schema.
+    assert not valid({"pixels": mnist, "image": "AAAA"})
+    assert not valid({})
+    assert not valid({"picture": "AAAA"})
+    assert not valid({"image": "not base64!"}) and not valid({"image": "AAA"})
+    assert not valid({"pixels": [[0] * 27 + [256]] + [[0] * 28] * 27})
+    assert not valid({"pixels": [[0] * 27 + [-1]] + [[0] * 28] * 27})
+    assert not valid({"pixels": [[0] * 27 + [True]] + [[0] * 28] * 27})
+
+
+def test_predict_pixels_are_exactly_28_by_28(openapi: dict) -> None:
+    valid = json_body_validator(openapi, "/predict").is_valid
+    assert not valid({"pixels": [[0] * 28] * 27})
+    assert not valid({"pixels": [[0] * 29] * 28})
+
+
+def test_read_pixels_are_any_size_within_the_limit(openapi: dict) -> None:
+    valid = json_body_validator(openapi, "/read").is_valid
+    assert valid({"pixels": [[0]]}) and valid({"pixels": [[0] * 300] * 100})
+    assert valid({"pixels": [[255] * MAX_PIXELS_SIDE]})
+    assert not valid({"pixels": [[255] * (MAX_PIXELS_SIDE + 1)]})
+    assert not valid({"pixels": []}) and not valid({"pixels": [[]]})
 
 
 def test_docs_page_is_served_without_a_cdn(client: TestClient) -> None:
@@ -217,6 +268,132 @@ def test_black_pixels_give_no_digit_and_a_reason(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.json()["digit"] is None
     assert "no digit" in response.json()["reason"]
+
+
+# --- reading numbers ---------------------------------------------------------------------------
+
+NUMBER = "2026"
+
+
+@pytest.fixture(scope="module")
+def number(mnist: MNIST) -> np.ndarray:
+    """NUMBER written with MNIST test digits: dark ink on white paper, (H, W) uint8."""
+    indices = first_of_each(mnist.test_labels.numpy(), NUMBER)
+    return number_picture([mnist.test_images[i].numpy() for i in indices])
+
+
+def png_bytes(pixels: np.ndarray, image_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def assert_reads(answer: dict, text: str, width: int) -> None:
+    assert answer["text"] == text
+    assert [str(d["digit"]) for d in answer["digits"]] == list(text)
+    assert answer["path"] is None and answer["reason"] is None and answer["error"] is None
+    lefts = [d["box"][0] for d in answer["digits"]]
+    assert lefts == sorted(lefts) and all(x + w <= width for x, _, w, _ in (
+        d["box"] for d in answer["digits"]
+    ))  # fmt: skip
+    assert 0 < answer["confidence"] <= min(d["probability"] for d in answer["digits"]) + 1e-9
+    assert answer["model"] == "lenet" and answer["latency_ms"] > 0
+
+
+def test_read_png_upload(client: TestClient, number: np.ndarray) -> None:
+    response = client.post("/read", files={"file": ("n.png", png_bytes(number), "image/png")})
+    assert response.status_code == 200
+    assert_reads(response.json(), NUMBER, number.shape[1])
+
+
+def test_read_base64_jpeg_and_data_url(client: TestClient, number: np.ndarray) -> None:
+    encoded = base64.b64encode(png_bytes(number, "JPEG")).decode()
+    for image in (encoded, f"data:image/jpeg;base64,{encoded}"):
+        response = client.post("/read", json={"image": image})
+        assert response.status_code == 200
+        assert_reads(response.json(), NUMBER, number.shape[1])
+
+
+def test_read_pixels_of_any_size_either_polarity(client: TestClient, number: np.ndarray) -> None:
+    for pixels in (number, 255 - number):  # dark on light as scanned, light on dark as MNIST
+        response = client.post("/read", json={"pixels": pixels.tolist()})
+        assert response.status_code == 200
+        assert_reads(response.json(), NUMBER, number.shape[1])
+
+
+def test_read_boxes_match_between_pixels_and_upload(client: TestClient, number) -> None:
+    by_pixels = client.post("/read", json={"pixels": number.tolist()}).json()
+    by_upload = client.post("/read", files={"file": ("n.png", png_bytes(number))}).json()
+    assert [d["box"] for d in by_pixels["digits"]] == [d["box"] for d in by_upload["digits"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"pixels": [[255] * 300] * 100}, {"pixels": [[7]]}, {"image": "BLANK"}],
+    ids=["white-pixels", "one-pixel", "blank-png"],
+)
+def test_read_blank_gives_no_text_and_a_reason(client: TestClient, body: dict) -> None:
+    if body.get("image") == "BLANK":
+        body = {"image": base64.b64encode(blank_png()).decode()}
+    response = client.post("/read", json=body)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["text"] is None and answer["digits"] == [] and answer["confidence"] is None
+    assert answer["reason"].startswith("no digit")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"pixels": [[0] * 28] * 28, "image": "AAAA"}, 'exactly one of "pixels" or "image"'),
+        ({}, 'exactly one of "pixels" or "image"'),
+        ({"pixels": [[0, 0], [0]]}, "the rows have different lengths"),
+        ({"pixels": [[0, 256]]}, "got values from 0 to 256"),
+        ({"pixels": [[-1, 0]]}, "got values from -1 to 0"),
+        ({"pixels": [[0, 2**70]]}, "got values from 0 to 1180591620717411303424"),
+        ({"pixels": [[0, True]]}, "not a boolean"),
+        ({"pixels": [[0, 0.5]]}, "valid integer"),
+        ({"pixels": []}, "got shape (0,)"),
+        ({"pixels": [[]]}, "got shape (1, 0)"),
+        ({"pixels": [[0] * (MAX_PIXELS_SIDE + 1)]}, f"from 1 to {MAX_PIXELS_SIDE}"),
+        ({"pixels": [0, 1, 2]}, "pixels must be H rows of W integers"),
+        ({"image": "not base64!"}, "not valid base64"),
+        ({"image": "data:image/png,abc"}, "not a base64 one"),
+        ({"image": base64.b64encode(b"hello").decode()}, "not an image"),
+        ({"image": ""}, "the image is empty"),
+    ],
+    ids=[
+        "both", "neither", "ragged", "too-bright", "negative", "huge", "boolean", "fraction",
+        "no-rows", "empty-row", "too-wide", "flat", "bad-base64", "data-url", "not-image",
+        "empty-image",
+    ],
+)  # fmt: skip
+def test_read_invalid_json_is_422(client: TestClient, body: dict, message: str) -> None:
+    response = client.post("/read", json=body)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_read_upload_that_is_not_an_image_is_422(client: TestClient) -> None:
+    response = client.post("/read", files={"file": ("n.png", b"these are not pixels")})
+    assert response.status_code == 422
+    assert "not an image" in response.json()["detail"]
+    response = client.post("/read", files={"picture": ("n.png", b"x")})
+    assert response.status_code == 422
+    assert "field 'file'" in response.json()["detail"]
+
+
+def test_read_unsupported_content_type_is_415(client: TestClient) -> None:
+    response = client.post("/read", content=b"7", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["detail"]
+
+
+def test_read_oversize_body_is_413(client: TestClient) -> None:
+    body = b"x" * (MAX_BODY_BYTES + 1)
+    response = client.post("/read", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than the 16 MB limit" in response.json()["detail"]
 
 
 # --- 422: content that is invalid ----------------------------------------------------------
@@ -429,6 +606,40 @@ def test_concurrent_predictions_share_one_forward_pass(run_dir: Path, digits) ->
     assert alone.digit == together[0].digit
     # Batched arithmetic may round differently in the last bits, nothing more.
     assert alone.probabilities == pytest.approx(together[0].probabilities, abs=1e-6)
+
+
+def test_reading_in_a_worker_thread_predicts_on_the_event_loop(run_dir: Path, number) -> None:
+    """/read segments in a worker thread; the bridge runs its forward passes on the loop's
+    thread, through the batcher, with the same answers as a direct call."""
+    import threading
+
+    from starlette.concurrency import run_in_threadpool
+
+    from digitlab.read import read_image
+    from digitlab.serve.batching import ThreadBridgePredictor
+
+    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors", "cpu")
+    picture = Image.fromarray(number)
+    direct = read_image(predictor, picture)
+    passes_ran_on: list[int] = []
+    predict_tensor = predictor.predict_tensor
+
+    def recording(pixels: torch.Tensor):
+        passes_ran_on.append(threading.get_ident())
+        return predict_tensor(pixels)
+
+    predictor.predict_tensor = recording  # type: ignore[method-assign]
+    bridge = ThreadBridgePredictor(BatchingPredictor(predictor))
+
+    async def read_in_a_thread():
+        return await run_in_threadpool(read_image, bridge, picture), threading.get_ident()
+
+    bridged, loop_thread = asyncio.run(read_in_a_thread())
+    assert passes_ran_on and set(passes_ran_on) == {loop_thread}
+    assert bridged.text == direct.text == NUMBER
+    assert [d.box for d in bridged.digits] == [d.box for d in direct.digits]
+    for ours, theirs in zip(bridged.digits, direct.digits, strict=True):
+        assert ours.probability == pytest.approx(theirs.probability, abs=1e-6)
 
 
 def test_a_failing_batch_fails_each_of_its_requests(run_dir: Path) -> None:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -38,6 +39,7 @@ class WildStyle:
     light_angle: float = 0.0  # direction of the lighting gradient, radians
     specks: int = 0  # dust dots on the sheet
     jpeg_quality: int | None = 75  # None: no JPEG round trip
+    blur: float = 0.0  # Gaussian blur of the optics: standard deviation / `scale` (MNIST px)
 
 
 def random_style(rng: np.random.Generator) -> WildStyle:
@@ -94,7 +96,15 @@ def make_wild_set(
 
 def render_wild(digit: np.ndarray, style: WildStyle, rng: np.random.Generator) -> Image.Image:
     """The digit drawn on a sheet in `style`; rng supplies the noise and the specks."""
-    coverage = _ink_coverage(digit, style, rng)
+    return render_coverage(_ink_coverage(digit, style, rng), style, rng)
+
+
+def render_coverage(
+    coverage: np.ndarray, style: WildStyle, rng: np.random.Generator
+) -> Image.Image:
+    """Ink coverage (0-1 per pixel) as a photo in `style`: colours, light, noise, JPEG."""
+    if style.blur > 0:
+        coverage = cv2.GaussianBlur(coverage, (0, 0), style.blur * style.scale)
     ink, paper = np.array(style.ink_rgb), np.array(style.paper_rgb)
     rgb = paper * (1 - coverage[..., None]) + ink * coverage[..., None]
     rgb *= _lighting(coverage.shape, style)[..., None]
@@ -114,11 +124,11 @@ def _ink_coverage(digit: np.ndarray, style: WildStyle, rng: np.random.Generator)
     left = round((width - size) * style.position[1])
     coverage = np.zeros((height, width))
     coverage[top : top + size, left : left + size] = np.asarray(enlarged) / 255.0
-    _add_specks(coverage, style, rng)
+    add_specks(coverage, style, rng)
     return coverage
 
 
-def _add_specks(coverage: np.ndarray, style: WildStyle, rng: np.random.Generator) -> None:
+def add_specks(coverage: np.ndarray, style: WildStyle, rng: np.random.Generator) -> None:
     """Dust: dots well under a stroke's width (MNIST strokes are 2-3 px) anywhere on the sheet."""
     ys, xs = np.ogrid[: coverage.shape[0], : coverage.shape[1]]
     for _ in range(style.specks):
@@ -142,3 +152,55 @@ def _jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
     decoded = Image.open(io.BytesIO(buffer.getvalue()))
     decoded.load()
     return decoded
+
+
+# --- the hard single digits: tight crops, blur, low resolution -----------------------------
+
+HARD_KINDS = ("tight", "blur", "lowres")
+# Low resolution: the digit's ink is this many pixels high, then the picture is enlarged by
+# a factor in LOWRES_ZOOM (as a viewer or a phone's "zoom" would).
+LOWRES_HEIGHT = (10, 16)
+LOWRES_ZOOM = (3.0, 8.0)
+BLUR_RANGE = (0.5, 1.2)  # blur's standard deviation in MNIST pixels (strokes are 2-3 wide)
+MNIST_INK_HEIGHT = 20  # an MNIST digit's ink fits 20 px
+
+
+def make_hard_set(
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    kind: str,
+    n: int,
+    seed: int,
+) -> list[tuple[Image.Image, int]]:
+    """n (picture, label) pairs of one hard kind from random digits, the same for the seed."""
+    makers = {"tight": make_tight_crop, "blur": make_blurred, "lowres": make_low_resolution}
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=n, replace=False)
+    digits = np.asarray(images)
+    return [(makers[kind](digits[i], rng), int(labels[i])) for i in chosen]
+
+
+def make_tight_crop(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A photo of the digit cropped to its ink: strokes touch all four borders."""
+    rows = np.flatnonzero(digit.any(axis=1))
+    cols = np.flatnonzero(digit.any(axis=0))
+    cropped = np.ascontiguousarray(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    style = dataclasses.replace(random_style(rng), margin=(0.0, 0.0), specks=0)
+    scale = style.scale
+    size = (round(cropped.shape[1] * scale), round(cropped.shape[0] * scale))
+    enlarged = Image.fromarray(cropped).resize(size, Image.Resampling.BICUBIC)
+    return render_coverage(np.asarray(enlarged) / 255.0, style, rng)
+
+
+def make_blurred(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An out-of-focus photo of the digit."""
+    return make_wild_image(digit, rng, blur=float(rng.uniform(*BLUR_RANGE)))
+
+
+def make_low_resolution(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A scan with the digit 10-16 px high, enlarged afterwards."""
+    height = rng.uniform(*LOWRES_HEIGHT)
+    small = make_wild_image(digit, rng, scale=height / MNIST_INK_HEIGHT, specks=0)
+    zoom = rng.uniform(*LOWRES_ZOOM)
+    size = (round(small.width * zoom), round(small.height * zoom))
+    return small.resize(size, Image.Resampling.BICUBIC)

@@ -7,6 +7,7 @@ arrives here as a `DigitlabError` and leaves as one line on stderr with a non-ze
     digitlab train --recipe default  # train, evaluate, write runs/<recipe>-<time>/
     digitlab evaluate runs/default-20261129-101500
     digitlab predict --index 100     # with the newest run
+    digitlab read meter.jpg          # the number in a photo, e.g. 2026
 """
 
 import argparse
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_evaluate,
         _add_predict,
+        _add_read,
         _add_serve,
         _add_export,
         _add_models,
@@ -654,8 +656,8 @@ def _print_csv(results: Sequence[Any]) -> None:
 
 
 def _write_views(results: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
     from digitlab.plots import plot_original_and_view
-    from digitlab.preprocess import open_image
 
     for i, r in enumerate(results):
         if r.error:
@@ -704,6 +706,120 @@ def draw_digit(image: Any) -> str:
     for row in image.tolist():
         rows.append("".join(shades[value * (len(shades) - 1) // 255] * 2 for value in row))
     return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------- read
+
+
+def _add_read(commands: Any) -> None:
+    read = _command(
+        commands,
+        "read",
+        _run_read,
+        "read the numbers in image files: every digit, left to right (a meter, a form field, "
+        "a handwritten amount)",
+    )
+    read.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
+    read.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    read.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_runtime(read)
+    _add_rejection(read)
+    output = read.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list, one object per file: path, text, digits (digit, "
+        "probability, box [x, y, w, h]), confidence, reason, error",
+    )
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print one CSV row per file: path, text, confidence, digits (digit:probability "
+        "...), boxes (x y w h;...), reason, error",
+    )
+    read.add_argument(
+        "--show",
+        type=Path,
+        metavar="DIR",
+        help="write each image to DIR with the digits' boxes and probabilities drawn on it",
+    )
+
+
+def _run_read(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from digitlab.errors import ConfigError
+    from digitlab.predict import Predictor, expand_paths
+    from digitlab.read import read_paths
+    from digitlab.runs import resolve_checkpoint
+
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise ConfigError(f"no image files in {' '.join(args.paths)}")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, args.device, runtime=args.runtime, **_rejection_options(args)
+    )
+    _note_missing(predictor)
+    show_bar = len(paths) > 50 and not (args.json or args.csv)
+    with tqdm(total=len(paths), unit="image", disable=not show_bar, leave=False) as bar:
+        readings = read_paths(predictor, paths, on_progress=bar.update)
+    if args.show is not None:
+        _draw_readings(readings, args.show)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in readings], indent=2))
+    elif args.csv:
+        _print_readings_csv(readings)
+    else:
+        _print_readings(readings)
+    failed = [r for r in readings if r.error]
+    for reading in failed:
+        print(f"digitlab: skipped {reading.error}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def _digits_text(reading: Any, separator: str, probability: str) -> str:
+    """Each digit with its probability, e.g. "2 99.1%, 0 97.3%" ("?" for not a digit)."""
+    return separator.join(
+        f"{'?' if d.digit is None else d.digit}{probability.format(d.probability)}"
+        for d in reading.digits
+    )
+
+
+def _print_readings(readings: Sequence[Any]) -> None:
+    file_width = max([len("file"), *(len(str(r.path)) for r in readings)])
+    text_width = max([len("text"), *(len(r.text or "-") for r in readings)])
+    print(f"{'file':{file_width}}  {'text':{text_width}}  confidence  digits")
+    for r in readings:
+        if r.text is None:
+            why = r.error or r.reason or "no digits found"
+            print(f"{str(r.path):{file_width}}  {'-':{text_width}}  {'':>10}  {why}")
+            continue
+        digits = _digits_text(r, ", ", " {:.1%}")
+        print(f"{str(r.path):{file_width}}  {r.text:{text_width}}  {r.confidence:10.1%}  {digits}")
+
+
+def _print_readings_csv(readings: Sequence[Any]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["path", "text", "confidence", "digits", "boxes", "reason", "error"])
+    for r in readings:
+        boxes = ";".join(" ".join(map(str, d.box)) for d in r.digits)  # "x y w h;x y w h"
+        digits = _digits_text(r, " ", ":{:.4f}")
+        writer.writerow([r.path, r.text, r.confidence, digits, boxes, r.reason, r.error])
+
+
+def _draw_readings(readings: Sequence[Any], folder: Path) -> None:
+    from digitlab.images import open_image
+    from digitlab.plots import plot_reading
+
+    for i, r in enumerate(readings):
+        if r.error:
+            continue
+        said = f"read {r.text}" if r.text is not None else "no digits found"
+        name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
+        plot_reading(open_image(r.path), r.digits, f"{r.path.name}: {said}", folder / name)
 
 
 # --------------------------------------------------------------------------------------- serve

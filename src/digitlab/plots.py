@@ -13,6 +13,7 @@ matplotlib version stamp, so the same inputs give the same bytes.
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ INK = "gray_r"  # digits drawn as dark ink on white paper, which reads better in
 MISTAKE_COLOR = "#c62828"  # titles of wrongly predicted digits
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 MAX_LABELLED_EPOCHS = 20  # up to this many epochs, every one gets a tick
+READING_INCHES = 8.0  # the longer side of an image drawn by `plot_reading`
+BOX_COLOR = "#d62728"  # boxes around the digits read, red on any paper
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], out_dir: Path) -> list[Path]:
@@ -188,6 +191,36 @@ def plot_original_and_view(
     else:
         _draw_digit(right, view[0] if view.dim() == 3 else view)
         right.set_title("what the model saw (28×28)", fontsize=9)
+    return _save(figure, path)
+
+
+def plot_reading(original: Image.Image, digits: Sequence[Any], title: str, path: Path) -> Path:
+    """An image with a box around each digit read and the digit with its probability above
+    it (what `read --show` writes). `digits` are `read.ReadDigit`s: box (x, y, w, h) in the
+    image's pixels."""
+    from matplotlib.patches import Rectangle
+
+    width, height = original.size
+    # As wide as READING_INCHES allows, as tall as the image's shape asks (plus the title).
+    scale = READING_INCHES / max(width, height)
+    figure = Figure(figsize=(max(width * scale, 3.0), height * scale + 0.6), layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(original.convert("RGB"))
+    axes.set_title(title, fontsize=11)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for digit in digits:
+        x, y, w, h = digit.box
+        # Pixel i covers [i - 0.5, i + 0.5] in imshow's coordinates.
+        box = Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=BOX_COLOR, linewidth=1.5)
+        axes.add_patch(box)
+        label = "?" if digit.digit is None else str(digit.digit)
+        axes.text(
+            x - 0.5, y - 1.5, f"{label} {digit.probability:.0%}", color="white", fontsize=9,
+            va="bottom", bbox={"facecolor": BOX_COLOR, "edgecolor": "none", "pad": 1.5},
+        )  # fmt: skip
+    if not digits:
+        axes.set_xlabel("no digits found", color="#666666")
     return _save(figure, path)
 
 

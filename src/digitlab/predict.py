@@ -121,15 +121,20 @@ class Predictor:
     @torch.inference_mode()
     def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:
         """Predict float digits (N, 1, 28, 28) in [0, 1], white ink on black (ToTensor format)."""
-        pixels = pixels.to(self.device)
-        probabilities = self.model(pixels).float().exp().cpu()
+        probabilities = self.predict_probabilities(pixels)
         if self.rejector is None or self.reject_threshold is None:
             return [_to_prediction(p) for p in probabilities]
-        scores = self.rejector(pixels).float().cpu().tolist()
+        scores = self.rejector(pixels.to(self.device)).float().cpu().tolist()
         return [
             _to_prediction(p, score, rejected=score > self.reject_threshold)
             for p, score in zip(probabilities, scores, strict=True)
         ]
+
+    @torch.inference_mode()
+    def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 10) calibrated probabilities on the CPU for float digits (N, 1, 28, 28) as
+        predict_tensor, without the "not a digit" check."""
+        return self.model(pixels.to(self.device)).float().exp().cpu()
 
 
 def check_runtime(runtime: str, device: str = "auto") -> None:

@@ -25,24 +25,21 @@ percentile; a naive resize: -0.15), in about 5 ms for a 200×200 photo on one CP
 clean MNIST digit comes back unchanged up to 3 grey levels.
 """
 
-import io
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from digitlab.errors import ImageError
 
-# Limits on what `open_image` accepts, so an upload can't exhaust memory: 20 MB is far more
-# than any photo of a digit needs, and 40 megapixels (a 1-byte-per-pixel grey copy is 40 MB)
-# covers every phone camera while refusing decompression bombs (tiny files, huge pictures).
-MAX_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 40_000_000
+# open_image and MAX_BYTES are re-exported: they lived here before images.py.
+from digitlab.images import MAX_BYTES as MAX_BYTES
+from digitlab.images import open_image as open_image
+from digitlab.images import to_grey
 
 MNIST_SIZE = 28  # the output is 28×28
 BOX_SIZE = 20  # the digit's longest side, as in MNIST
@@ -58,6 +55,11 @@ PAPER_GRID = 16
 PAPER_FIT_ROUNDS = 4
 # Light ink must cover less of the picture than this (MNIST digits cover about 20%).
 MAX_LIGHT_INK_SHARE = 0.4
+# The lighter side's share says clearly which is ink outside these bounds; within them the
+# picture's edge decides, when this share of it is on one side.
+CLEAR_LIGHT_INK_SHARE = 0.25
+CLEAR_DARK_INK_SHARE = 0.6
+CLEAR_EDGE_SHARE = 0.75
 # A block's level is this quantile (percent) from its paper side: paper if a quarter is.
 PAPER_SIDE_QUANTILE = 75
 # Paper lies within this distance of the fitted surface (uneven paper, misfit, noise).
@@ -86,11 +88,6 @@ BOX_INK_LEVEL = 0.25
 # Output pixels resampled around the box on each side, for the soft edges outside it.
 EDGE_MARGIN = 2
 
-_WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-# What Pillow raises while decoding a damaged file.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-
 
 @dataclass(frozen=True)
 class Preprocessed:
@@ -102,20 +99,6 @@ class Preprocessed:
     def __post_init__(self) -> None:
         if (self.pixels is None) == (self.reason is None):
             raise ValueError("Preprocessed needs exactly one of pixels and reason")
-
-
-def open_image(
-    source: str | Path | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
-) -> Image.Image:
-    """Open a file or bytes as an upright 8-bit grey ("L") image, within the size limits.
-
-    Reads anything Pillow reads (the first frame of animations); transparency is composited
-    onto white (onto black when the visible ink itself is light). Raises ImageError naming
-    the file and the problem.
-    """
-    name, data = _read_limited(source, max_bytes)
-    image = _decode(data, name, max_pixels)
-    return _to_grey(_upright(image))
 
 
 def preprocess_path(source: str | Path | bytes) -> Preprocessed:
@@ -176,133 +159,13 @@ def preprocess_pixels(pixels: Sequence[Sequence[int]]) -> Preprocessed:
     return Preprocessed(as_float.unsqueeze(0), None)
 
 
-# --- opening -------------------------------------------------------------------------------
-
-
-def _read_limited(source: str | Path | bytes, max_bytes: int) -> tuple[str, bytes]:
-    """(name for messages, the bytes), refusing more than max_bytes before reading them all."""
-    if isinstance(source, bytes):
-        name, data = "the image data", source
-    else:
-        name = str(source)
-        try:
-            with open(source, "rb") as file:
-                # Read one byte past the limit: enough to tell "too large" without reading
-                # (or holding in memory) the rest of a huge file.
-                data = file.read(max_bytes + 1)
-        except FileNotFoundError:
-            raise ImageError(f"{name}: no such file; check the path") from None
-        except (OSError, ValueError) as error:  # a folder, no permission, a NUL in the name
-            reason = getattr(error, "strerror", None) or error
-            raise ImageError(f"{name}: cannot read the file ({reason})") from None
-    if len(data) > max_bytes:
-        raise ImageError(
-            f"{name}: the file is larger than the {_megabytes(max_bytes)} limit; "
-            "resize or compress the image"
-        )
-    return name, data
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
-
-
-def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """Decode the first frame, checking the pixel count from the header before decoding."""
-    try:
-        image = Image.open(io.BytesIO(data))  # lazy: reads only the header
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(name, max_pixels) from None
-    except UnidentifiedImageError:
-        raise ImageError(
-            f"{name}: not an image file Pillow can read; use PNG, JPEG, BMP, GIF, TIFF or WebP"
-        ) from None
-    except _DECODE_ERRORS as error:
-        raise _corrupt(name, error) from None
-    if image.width * image.height > max_pixels:
-        raise _too_many_pixels(name, max_pixels)
-    try:
-        image.load()
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(name, max_pixels) from None
-    except _DECODE_ERRORS as error:
-        raise _corrupt(name, error) from None
-    return image
-
-
-def _corrupt(name: str, error: Exception) -> ImageError:
-    return ImageError(
-        f"{name}: the image is truncated or corrupt ({error}); save or download it again"
-    )
-
-
-def _too_many_pixels(name: str, max_pixels: int) -> ImageError:
-    return ImageError(
-        f"{name}: the image has more than {max_pixels:,} pixels; downscale it and try again"
-    )
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag, as cameras expect viewers to."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except _DECODE_ERRORS:
-        # A damaged EXIF block shouldn't make a readable picture unreadable; like most
-        # viewers, show it as stored.
-        return image
-
-
-def _to_grey(image: Image.Image) -> Image.Image:
-    """8-bit grey: transparency flattened, 16-bit and float images scaled (not clipped)."""
-    if _has_alpha(image):
-        return _flatten_alpha(image)
-    if image.mode == "L":
-        return image
-    if image.mode in _WIDE_MODES:
-        return Image.fromarray(_scale_wide(np.asarray(image), image.mode))
-    try:
-        return image.convert("L")
-    except ValueError:  # modes such as LAB or HSV convert to grey only via RGB
-        return image.convert("RGB").convert("L")
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in _ALPHA_MODES or "transparency" in image.info
-
-
-def _flatten_alpha(image: Image.Image) -> Image.Image:
-    """Composite onto white, or onto black if the visible pixels are light (white ink)."""
-    rgba = image.convert("RGBA")
-    grey_alpha = np.asarray(rgba.convert("LA"), dtype=np.float64)
-    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
-    visible_mean = (grey * alpha).sum() / max(alpha.sum(), 1.0)
-    backdrop = Image.new("RGBA", rgba.size, "black" if visible_mean > 127.5 else "white")
-    return Image.alpha_composite(backdrop, rgba).convert("L")
-
-
-def _scale_wide(values: np.ndarray, mode: str) -> np.ndarray:
-    """16/32-bit integer or float grey levels → uint8, scaled to the range they were stored in.
-
-    I;16 is always 0-65535. "I" and "F" carry no range, so take the smallest usual one that
-    holds the data: 0-1 (float only), 0-255, 0-65535, or else the image's own maximum.
-    """
-    levels = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    top = float(levels.max(initial=0.0))
-    if mode.startswith("I;16"):
-        full_scale = 65535.0
-    else:
-        usual = ([1.0] if mode == "F" else []) + [255.0, 65535.0]
-        full_scale = next((limit for limit in usual if top <= limit), top)
-    return np.round(np.clip(levels / full_scale, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 # --- finding the ink -----------------------------------------------------------------------
 
 
 def _working_grey(image: Image.Image) -> tuple[np.ndarray, float]:
     """Grey levels in [0, 1] as float32, box-averaged down to at most WORKING_SIZE, and the
     factor it was reduced by."""
-    grey = _to_grey(image)
+    grey = to_grey(image)
     factor = math.ceil(max(grey.size) / WORKING_SIZE)
     if factor > 1:
         grey = grey.reduce(factor)
@@ -399,12 +262,22 @@ def _ink_is_light(grey: np.ndarray) -> bool:
 
     Ink is the minority: split the picture, flattened by a paper fit that doesn't need to
     know the polarity, in two with Otsu's threshold and see which part is smaller. Near-even
-    splits (bold digits cropped tightly) count as dark ink, like most photos and scans.
+    splits (bold digits cropped tightly) are decided by the picture's edge when it is clearly
+    on one side, else count as dark ink, like most photos and scans.
     """
     flattened = _every_other(grey - _fit_paper(grey, 50))
     low, high = float(flattened.min()), float(flattened.max())
     scaled = (flattened - low) / max(high - low, 1e-6)
     light_share = float((scaled >= _otsu_threshold(scaled)).mean())
+    if CLEAR_LIGHT_INK_SHARE < light_share < CLEAR_DARK_INK_SHARE:
+        # Nearly even: perhaps a bold digit cropped tightly. The picture's edge is mostly
+        # paper even where such a crop cuts through strokes; believe it when it is clear.
+        edge = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+        edge_light_share = float((edge >= _otsu_threshold(np.clip(grey, 0.0, 1.0))).mean())
+        if edge_light_share <= 1 - CLEAR_EDGE_SHARE:
+            return True
+        if edge_light_share >= CLEAR_EDGE_SHARE:
+            return False
     return light_share < MAX_LIGHT_INK_SHARE
 
 
@@ -441,9 +314,7 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     noise floor connected to them (hysteresis). The largest piece must look like a digit;
     pieces with few stroke pixels beside it are specks.
     """
-    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
-    # it would otherwise split the paper's noise instead of ink from paper.
-    strokes = ink >= np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE)
+    strokes = ink >= stroke_threshold(ink)
     labels, count = _label_components(ink > noise_floor)
     stroke_pixels = np.bincount(labels[strokes], minlength=count + 1)
     stroke_pixels[0] = 0  # label 0 is the background
@@ -456,6 +327,13 @@ def _keep_digit(ink: np.ndarray, noise_floor: float) -> np.ndarray | None:
     digit = np.where(pieces[labels], ink, 0.0)
     # Subtract the noise floor so the paper around the digit ends at exactly 0.
     return np.clip((digit - noise_floor) / (1.0 - noise_floor), 0.0, 1.0).astype(np.float32)
+
+
+def stroke_threshold(ink: np.ndarray) -> float:
+    """The ink level above which a pixel is a stroke's core rather than its soft edge."""
+    # Otsu's split is kept near the middle: with almost no ink (a blank page with a speck)
+    # it would otherwise split the paper's noise instead of ink from paper.
+    return float(np.clip(_otsu_threshold(ink), *STROKE_THRESHOLD_RANGE))
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -480,47 +358,11 @@ def _is_speck(strokes: np.ndarray, image_side: int) -> bool:
 
 
 def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components: (labels with 0 = background, number of components).
+    """8-connected components: (labels with 0 = background, number of components)."""
+    import cv2
 
-    Works on horizontal runs of pixels (a digit has a few per row), joined by union-find
-    where runs in neighbouring rows touch, so it is fast without scipy.
-    """
-    height = mask.shape[0]
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    run_rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]  # exclusive; nonzero is row-major, so pairs line up
-    row_first = np.searchsorted(run_rows, np.arange(height + 1)).tolist()
-    parent = list(range(len(starts)))
-    starts_list, ends_list = starts.tolist(), ends.tolist()
-    for row in range(1, height):
-        above, here = row_first[row - 1], row_first[row]
-        stop_above, stop_here = here, row_first[row + 1]
-        while above < stop_above and here < stop_here:
-            # Runs touch (diagonals included) when each starts no later than the other ends.
-            if starts_list[above] <= ends_list[here] and starts_list[here] <= ends_list[above]:
-                _union(parent, above, here)
-            if ends_list[above] < ends_list[here]:
-                above += 1
-            else:
-                here += 1
-    roots = np.array([_find(parent, run) for run in range(len(parent))], dtype=np.int64)
-    run_labels = np.unique(roots, return_inverse=True)[1] + 1 if roots.size else roots
-    labels = np.zeros(mask.shape, dtype=np.int64)
-    labels[mask] = np.repeat(run_labels, ends - starts)  # mask pixels are row-major too
-    return labels, int(run_labels.max(initial=0))
-
-
-def _find(parent: list[int], item: int) -> int:
-    while parent[item] != item:
-        parent[item] = parent[parent[item]]  # path halving keeps the trees flat
-        item = parent[item]
-    return item
-
-
-def _union(parent: list[int], a: int, b: int) -> None:
-    root_a, root_b = _find(parent, a), _find(parent, b)
-    if root_a != root_b:
-        parent[max(root_a, root_b)] = min(root_a, root_b)
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels, count - 1
 
 
 # --- into the MNIST box --------------------------------------------------------------------

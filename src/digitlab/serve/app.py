@@ -22,7 +22,7 @@ from digitlab.device import select_device
 from digitlab.errors import ImageError
 from digitlab.predict import Predictor, check_runtime
 from digitlab.runs import resolve_checkpoint
-from digitlab.serve.batching import BatchingPredictor
+from digitlab.serve.batching import BatchingPredictor, ThreadBridgePredictor
 from digitlab.serve.docs import add_offline_docs
 from digitlab.serve.inputs import UNPROCESSABLE
 from digitlab.serve.limits import BodySizeLimit
@@ -101,6 +101,7 @@ def _lifespan(checkpoint: Path, threads: int | None, load: Callable[[], Predicto
         predictor = _load_warm(load)
         app.state.predictor = predictor
         app.state.batcher = BatchingPredictor(predictor)
+        app.state.bridge = ThreadBridgePredictor(app.state.batcher)
         app.state.checkpoint = str(checkpoint)
         logger.info("serving %s (%s)", checkpoint, predictor.model_name)
         # Torch, numpy and FastAPI leave ~200k long-lived objects that every full garbage

@@ -1,32 +1,110 @@
-"""The JSON shapes of the API: what `/predict` accepts and what every route returns.
+"""The JSON shapes of the API: what `/predict` and `/read` accept and what every route returns.
 
 The routes parse request bodies themselves (one endpoint takes JSON or a multipart upload,
-which FastAPI can't express as one body parameter), so these models serve two purposes:
-validating the JSON body and documenting every shape in the OpenAPI schema at `/docs`.
+which FastAPI can't express as one body parameter). Two kinds of models live here:
+
+- `ImageJSON` parses a JSON body loosely (any rows of integers), so that the checks after
+  it can say exactly what is wrong ("got shape (27, 28)", "rows have different lengths");
+- `DigitPixelsBody`, `PixelsBody` and `ImageBody` are the exact documented shapes, combined
+  by `routes.py` into a `oneOf` of closed objects for the OpenAPI schema at `/docs`.
+
+Together the parser and the checks accept what the documented shapes accept and refuse the
+rest with 422, which `tests/test_fuzz.py` checks by fuzzing the app from its own schema. One
+thing JSON Schema cannot say: that every row of `pixels` has the same length (the
+description says it; ragged rows are refused with 422).
 """
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from digitlab.preprocess import MNIST_SIZE
+
+GREY_MAX = 255
+# `/read` takes pixels of any size up to this many rows and columns: a wide scan of a
+# number fits, and the JSON of the largest (about 4 MB) stays well inside the body limit.
+MAX_PIXELS_SIDE = 1024
+# Standard base64 with its padding, optionally as a data URL (`data:image/png;base64,...`),
+# as a canvas's `toDataURL` gives it. The server checks `image` with this same pattern.
+BASE64_PATTERN = (
+    r"^(data:[^,]*;base64,)?"
+    r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+)
+
+IMAGE_DESCRIPTION = (
+    "a PNG or JPEG (any image Pillow reads) as base64, or as a data URL "
+    "(data:image/png;base64,...); dark ink on light paper or light on dark, any size"
+)
 
 
-class PredictJSON(BaseModel):
-    """Exactly one of `pixels` or `image`."""
+def _not_a_boolean(value: object) -> object:
+    # JSON Schema's integers include 7.0 but not `true`; pydantic's lax int takes both.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, not a boolean")
+    return value
+
+
+# An integer as JSON Schema has it: 7 or 7.0, not 7.5, not `true`.
+JSONInt = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
+class ImageJSON(BaseModel):
+    """A JSON body as sent: exactly one of `pixels` or `image` (the parser, not the docs)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    pixels: list[list[int]] | None = Field(
-        default=None,
-        description="28 rows of 28 integers 0-255, white ink on black (MNIST format)",
-    )
-    image: str | None = Field(
-        default=None,
-        description="a PNG or JPEG (any image Pillow reads) as base64, or as a data URL",
-    )
+    pixels: list[list[JSONInt]] | None = None
+    image: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "PredictJSON":
+    def _exactly_one(self) -> "ImageJSON":
         if (self.pixels is None) == (self.image is None):
             raise ValueError('give exactly one of "pixels" or "image"')
         return self
+
+
+Grey = Annotated[int, Field(ge=0, le=GREY_MAX)]
+
+
+class DigitPixelsBody(BaseModel):
+    """One digit already in MNIST format."""
+
+    model_config = ConfigDict(extra="forbid", title="DigitPixels")
+
+    pixels: Annotated[
+        list[Annotated[list[Grey], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]],
+        Field(
+            min_length=MNIST_SIZE,
+            max_length=MNIST_SIZE,
+            description="28 rows of 28 integers 0-255, white ink on black (MNIST format)",
+        ),
+    ]
+
+
+class PixelsBody(BaseModel):
+    """A grey image of any size; its polarity is detected as for any photo."""
+
+    model_config = ConfigDict(extra="forbid", title="Pixels")
+
+    pixels: Annotated[
+        list[Annotated[list[Grey], Field(min_length=1, max_length=MAX_PIXELS_SIDE)]],
+        Field(
+            min_length=1,
+            max_length=MAX_PIXELS_SIDE,
+            description=(
+                f"a grey image: H rows of W integers 0-255 (1 to {MAX_PIXELS_SIDE} each), "
+                "every row equally long; dark ink on light paper or light on dark"
+            ),
+        ),
+    ]
+
+
+class ImageBody(BaseModel):
+    """An image file, base64-encoded."""
+
+    model_config = ConfigDict(extra="forbid", title="Image")
+
+    image: str = Field(pattern=BASE64_PATTERN, description=IMAGE_DESCRIPTION)
 
 
 class Candidate(BaseModel):
@@ -54,6 +132,32 @@ class PredictResponse(BaseModel):
     view: list[list[int]] | None = Field(
         default=None, description="the 28×28 input the model saw, 0-255, white ink on black"
     )
+    model: str = Field(description="the network's name, e.g. lenet")
+    latency_ms: float = Field(description="time spent in the server on this request")
+
+
+class ReadDigitResponse(BaseModel):
+    """One digit found in the image."""
+
+    digit: int | None = Field(description="the digit 0-9")
+    probability: float = Field(description="the probability of `digit`")
+    box: Annotated[list[int], Field(min_length=4, max_length=4)] = Field(
+        description="[x, y, width, height] in the image's pixels, from its top-left corner"
+    )
+    reason: str | None = Field(default=None, description="a note on this digit, if any")
+
+
+class ReadResponse(BaseModel):
+    """The digits in an image read left to right, or `text: null` and the `reason`."""
+
+    path: str | None = Field(default=None, description="always null here (it names CLI files)")
+    text: str | None = Field(description="the digits left to right; null when none were found")
+    digits: list[ReadDigitResponse] = Field(description="each digit, left to right")
+    confidence: float | None = Field(
+        description="how sure the whole string is (0-1); null when there is no text"
+    )
+    reason: str | None = Field(default=None, description="why there is no text")
+    error: str | None = Field(default=None, description="always null here (errors are 422)")
     model: str = Field(description="the network's name, e.g. lenet")
     latency_ms: float = Field(description="time spent in the server on this request")
 

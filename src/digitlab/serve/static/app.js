@@ -1,22 +1,35 @@
-// The draw-a-digit page: a canvas drawn with pointer events (mouse, pen or touch), sent to
-// POST /predict as a PNG; the answer fills the digit, the bar chart and the 28×28 view.
+// The write-a-number page: a wide canvas drawn with pointer events (mouse, pen or touch).
+// Read sends it to POST /read as a PNG: the string appears below, each digit boxed on the
+// canvas with its probability. Predict sends it to POST /predict: the answer fills the
+// digit, the bar chart and the 28×28 view.
 "use strict";
 
-const PEN_WIDTH = 22; // canvas pixels: on a 280 px canvas, strokes as thick as MNIST's
+const PEN_WIDTH = 22; // canvas pixels: on a 280 px tall canvas, strokes as thick as MNIST's
 const PAPER = "#ffffff";
 const INK = "#111111";
+const BOX = "#4f46e5"; // the page's accent colour
+const LABEL_FONT = "bold 20px system-ui, sans-serif";
+const LABEL_HEIGHT = 26; // canvas pixels of a box's label
 
 const canvas = document.getElementById("canvas");
 const pen = canvas.getContext("2d");
+const overlay = document.getElementById("overlay").getContext("2d");
 const view = document.getElementById("view").getContext("2d");
 const predictionBox = document.getElementById("prediction");
 const statusLine = document.getElementById("status");
+const readingBox = document.getElementById("reading");
+const readStatus = document.getElementById("read-status");
 const modelLine = document.getElementById("model");
 const bars = buildBars(document.getElementById("bars"));
 
-// Every request gets a number; an answer arriving after Clear (or a newer request) is stale.
-let latestRequest = 0;
+// Every request gets a number; an answer arriving after Clear (or a newer request of the
+// same kind) is stale.
+let latestPredict = 0;
+let latestRead = 0;
 let drawing = false;
+// Where the picture that was read sits on the canvas: a drawing fills it (scale 1), an
+// uploaded photo is fitted and centred, and its boxes come back in the photo's pixels.
+let placement = { scale: 1, dx: 0, dy: 0 };
 
 function buildBars(list) {
   const rows = [];
@@ -33,13 +46,19 @@ function buildBars(list) {
 }
 
 function clearAll() {
-  latestRequest++;
+  latestPredict++;
+  latestRead++;
+  placement = { scale: 1, dx: 0, dy: 0 };
   pen.fillStyle = PAPER;
   pen.fillRect(0, 0, canvas.width, canvas.height);
   pen.fillStyle = INK;
+  overlay.clearRect(0, 0, canvas.width, canvas.height);
   view.clearRect(0, 0, 28, 28);
   predictionBox.textContent = "";
   statusLine.textContent = "Draw a digit, then press Predict.";
+  readingBox.textContent = "";
+  readStatus.textContent = "Write a number across the box, then press Read.";
+  readStatus.classList.remove("empty");
   showProbabilities(null);
 }
 
@@ -56,6 +75,8 @@ function canvasPoint(event) {
 
 function startStroke(event) {
   drawing = true;
+  // The boxes of an earlier reading no longer match what is written.
+  overlay.clearRect(0, 0, canvas.width, canvas.height);
   canvas.setPointerCapture(event.pointerId);
   const { x, y } = canvasPoint(event);
   // A tap leaves a dot: drawn as a disc, since Chrome draws no caps on a zero-length line.
@@ -77,35 +98,59 @@ function endStroke() {
   drawing = false;
 }
 
-// --- predicting ------------------------------------------------------------------------
+// --- asking the server ---------------------------------------------------------------------
+
+async function post(url, body, headers) {
+  // → { ok, answer }: the JSON answer, or { detail } saying what went wrong.
+  try {
+    const response = await fetch(url, { method: "POST", body, headers });
+    return { ok: response.ok, answer: await response.json() };
+  } catch (error) {
+    return { ok: false, answer: { detail: `cannot reach the server (${error.message})` } };
+  }
+}
 
 async function predict(body, headers) {
-  const request = ++latestRequest;
+  const request = ++latestPredict;
   statusLine.textContent = "Thinking…";
-  let answer;
-  let ok = false;
-  try {
-    const response = await fetch("predict", { method: "POST", body, headers });
-    ok = response.ok;
-    answer = await response.json();
-  } catch (error) {
-    answer = { detail: `cannot reach the server (${error.message})` };
-  }
-  if (request !== latestRequest) return;
+  const { ok, answer } = await post("predict", body, headers);
+  if (request !== latestPredict) return;
   if (ok) showAnswer(answer);
   else showError(answer.detail);
 }
 
-function predictDrawing() {
-  const image = canvas.toDataURL("image/png");
-  predict(JSON.stringify({ image }), { "Content-Type": "application/json" });
+async function read(body, headers) {
+  const request = ++latestRead;
+  readStatus.textContent = "Reading…";
+  const { ok, answer } = await post("read", body, headers);
+  if (request !== latestRead) return;
+  if (ok) showReading(answer);
+  else showReadError(answer.detail);
 }
 
-async function predictUpload(file) {
+function canvasAsJSON() {
+  return [JSON.stringify({ image: canvas.toDataURL("image/png") }), { "Content-Type": "application/json" }];
+}
+
+function predictDrawing() {
+  predict(...canvasAsJSON());
+}
+
+function readDrawing() {
+  placement = { scale: 1, dx: 0, dy: 0 };
+  read(...canvasAsJSON());
+}
+
+async function sendUpload(file) {
   await showOnCanvas(file);
-  const form = new FormData();
-  form.append("file", file);
-  predict(form, {}); // the browser sets the multipart Content-Type itself
+  // The photo itself, not its smaller copy on the canvas, is read and predicted.
+  const form = () => {
+    const data = new FormData();
+    data.append("file", file);
+    return data;
+  };
+  read(form(), {}); // the browser sets the multipart Content-Type itself
+  predict(form(), {});
 }
 
 async function showOnCanvas(file) {
@@ -116,7 +161,8 @@ async function showOnCanvas(file) {
     const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
     const width = bitmap.width * scale;
     const height = bitmap.height * scale;
-    pen.drawImage(bitmap, (canvas.width - width) / 2, (canvas.height - height) / 2, width, height);
+    placement = { scale, dx: (canvas.width - width) / 2, dy: (canvas.height - height) / 2 };
+    pen.drawImage(bitmap, placement.dx, placement.dy, width, height);
   } catch {
     // Not something the browser can show; the server still says what it makes of it.
   }
@@ -137,6 +183,50 @@ function showAnswer(answer) {
   statusLine.textContent = `${(answer.probability * 100).toFixed(1)}% sure`;
   showProbabilities(answer.probabilities, answer.digit);
   showView(answer.view);
+}
+
+function showReading(answer) {
+  modelLine.textContent = `model: ${answer.model} · ${answer.latency_ms.toFixed(1)} ms on the server`;
+  overlay.clearRect(0, 0, canvas.width, canvas.height);
+  if (answer.text === null) {
+    readingBox.textContent = "";
+    readStatus.textContent = capitalise(answer.reason);
+    readStatus.classList.add("empty");
+    return;
+  }
+  readStatus.classList.remove("empty");
+  readingBox.textContent = answer.text;
+  const count = answer.digits.length;
+  const sure = `${(answer.confidence * 100).toFixed(1)}% sure`;
+  readStatus.textContent = count === 1 ? `${sure} of the digit` : `${sure} of all ${count} digits`;
+  answer.digits.forEach(drawBox);
+}
+
+function drawBox(found) {
+  const { scale, dx, dy } = placement;
+  const [x, y, width, height] = found.box.map((value) => value * scale);
+  const left = dx + x;
+  const top = dy + y;
+  overlay.strokeStyle = BOX;
+  overlay.lineWidth = 3;
+  overlay.strokeRect(left, top, width, height);
+  // The label sits above the box, or inside it when the box touches the top.
+  const label = `${found.digit ?? "?"} ${Math.round(found.probability * 100)}%`;
+  overlay.font = LABEL_FONT;
+  const labelWidth = overlay.measureText(label).width + 10;
+  const labelTop = top >= LABEL_HEIGHT ? top - LABEL_HEIGHT : top;
+  overlay.fillStyle = BOX;
+  overlay.fillRect(left - 1.5, labelTop, labelWidth, LABEL_HEIGHT);
+  overlay.fillStyle = "#ffffff";
+  overlay.textBaseline = "middle";
+  overlay.fillText(label, left + 4, labelTop + LABEL_HEIGHT / 2);
+}
+
+function showReadError(detail) {
+  readingBox.textContent = "";
+  overlay.clearRect(0, 0, canvas.width, canvas.height);
+  readStatus.textContent = capitalise(detail || "something went wrong");
+  readStatus.classList.remove("empty");
 }
 
 function showError(detail) {
@@ -177,11 +267,12 @@ canvas.addEventListener("pointerdown", startStroke);
 canvas.addEventListener("pointermove", continueStroke);
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
+document.getElementById("read").addEventListener("click", readDrawing);
 document.getElementById("predict").addEventListener("click", predictDrawing);
 document.getElementById("clear").addEventListener("click", clearAll);
 document.getElementById("upload").addEventListener("change", (event) => {
   const file = event.target.files[0];
-  if (file) predictUpload(file);
+  if (file) sendUpload(file);
   event.target.value = ""; // choosing the same file again still triggers a change
 });
 

@@ -12,6 +12,9 @@ import pytest  # noqa: E402
 from digitlab.data import ENV_VAR, MNIST, load_mnist  # noqa: E402
 
 # The project's tests read the shared, read-only copy of MNIST next to the repository.
+# A folder of a finished `digitlab train --recipe default` run to use as `trained_run` instead of
+# training one in every session (when the CPU is shared and slow). Unset: trained here.
+REUSE_TRAINED_RUN = "DIGITLAB_TEST_TRAINED_RUN"
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
@@ -46,6 +49,8 @@ def trained_run(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from digitlab.config import make_config
     from digitlab.train import train
 
+    if os.environ.get(REUSE_TRAINED_RUN):  # a busy machine: reuse a finished default run
+        return Path(os.environ[REUSE_TRAINED_RUN])
     run_dir = tmp_path_factory.mktemp("trained") / "default"
     train(make_config("default"), mnist, run_dir)
     return run_dir

@@ -18,7 +18,14 @@ from digitlab.runs import RunPaths
 from digitlab.train import TrainingInterrupted, train
 
 # Two lenets, one short epoch each: 12 steps of 100 images per member.
-QUICK = {"subset": 1200, "batch_size": 100, "epochs": 1, "threads": 2, "members": 2}
+QUICK = {
+    "subset": 1200,
+    "batch_size": 100,
+    "epochs": 1,
+    "threads": 2,
+    "members": 2,
+    "validation": 0,
+}
 STEPS_PER_MEMBER = 12
 
 

@@ -233,7 +233,7 @@ def test_write_run_report_end_to_end(
     assert metrics["misclassified"] == expected.misclassified
     assert (metrics["model"], metrics["epoch"], metrics["run_dir"]) == ("lenet", 1, str(run_dir))
 
-    pngs = ["loss", "accuracy", "confusion_matrix", "misclassified", "samples"]
+    pngs = ["loss", "accuracy", "confusion_matrix", "misclassified", "samples", "reliability"]
     for name in pngs:
         assert (paths.plots / f"{name}.png").stat().st_size > 1000
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from digitlab.config import TrainConfig
 
 METADATA_KEY = "digitlab"
+# Tensors under these names are stored with a model but are not its weights (see save_model).
+EXTRA_PREFIXES = ("rejector.",)
 
 
 @contextmanager
@@ -59,11 +61,22 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not readable JSON ({err})") from err
 
 
-def save_model(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+def save_model(
+    path: Path,
+    model: nn.Module,
+    metadata: dict[str, Any],
+    *,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """`extra_tensors`: more tensors stored beside the model's (e.g. the "not a digit"
+    detector's, named `rejector.*`); `load_model` leaves them out of the model."""
     from safetensors.torch import save_file
 
     # safetensors wants contiguous, unshared tensors (channels_last weights are not contiguous).
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().cpu().contiguous()
+        for k, v in (model.state_dict() | (extra_tensors or {})).items()
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
 
@@ -99,7 +112,8 @@ def checkpoint_metadata(
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and metadata of a `model.safetensors`, or a CheckpointError saying why not."""
+    """The model's weights (not the extra tensors) and the metadata of a `model.safetensors`,
+    or a CheckpointError saying why not."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -107,7 +121,11 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = json.loads((f.metadata() or {})[METADATA_KEY])
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+            tensors = {
+                key: f.get_tensor(key)
+                for key in f.keys()  # noqa: SIM118 (not a dict)
+                if not key.startswith(EXTRA_PREFIXES)
+            }
     except Exception as err:  # safetensors raises several types for damaged files
         raise CheckpointError(
             f"{path} is not a valid digitlab checkpoint (damaged, tampered with, or not a "

@@ -157,6 +157,33 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_rejection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reject-threshold",
+        type=float,
+        metavar="SCORE",
+        help="answer 'not a digit' above this detector score instead of the one stored with "
+        "the model (higher rejects fewer)",
+    )
+    parser.add_argument(
+        "--no-reject", action="store_true", help="always answer a digit, never 'not a digit'"
+    )
+
+
+def _rejection_options(args: argparse.Namespace) -> dict[str, Any]:
+    from digitlab.errors import ConfigError
+
+    if args.no_reject and args.reject_threshold is not None:
+        raise ConfigError("give --reject-threshold or --no-reject, not both")
+    return {"reject": not args.no_reject, "reject_threshold": args.reject_threshold}
+
+
+def _note_missing(predictor: Any) -> None:
+    """One line on stderr per thing an older checkpoint lacks (stdout stays clean for --json)."""
+    for reason in predictor.missing:
+        print(f"digitlab: note: {reason}", file=sys.stderr)
+
+
 def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
@@ -438,15 +465,18 @@ def _add_evaluate(commands: Any) -> None:
         help=_DEFAULT_CHECKPOINT_HELP,
     )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    _add_json(evaluate, "accuracy, loss, per-class metrics, confusion matrix, misclassified")
+    _add_json(
+        evaluate,
+        "accuracy, loss, per-class metrics, confusion matrix, misclassified, calibration "
+        "(ECE and NLL before/after the temperature) and rejection ('not a digit')",
+    )
     _add_data_dir(evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from digitlab.checkpoint import load_model
+    from digitlab.calibrate import evaluate_checkpoint
     from digitlab.data import load_mnist
     from digitlab.device import select_device
-    from digitlab.evaluate import evaluate
     from digitlab.report import write_run_report
     from digitlab.runs import resolve_checkpoint
 
@@ -456,8 +486,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.checkpoint.is_dir():  # a run folder: refresh its metrics, plots and report too
         result = write_run_report(args.checkpoint, mnist, device=device)
     else:
-        model, _ = load_model(path, device)
-        result = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+        result, _, _ = evaluate_checkpoint(path, mnist, device=device)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -474,7 +503,24 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         f"misclassified ({len(result.misclassified)}): {shown}"
         + (f" … and {more} more" if more else "")
     )
+    _print_trust(result.calibration, result.rejection)
     return 0
+
+
+def _print_trust(calibration: dict[str, Any] | None, rejection: dict[str, Any] | None) -> None:
+    if calibration:
+        temperature = calibration["temperature"]
+        print(
+            f"calibration: ECE {calibration['ece_uncalibrated']:.2%} → {calibration['ece']:.2%}, "
+            f"NLL {calibration['nll_uncalibrated']:.4f} → {calibration['nll']:.4f} "
+            + (f"(T = {temperature:.3f})" if temperature else f"({calibration.get('missing')})")
+        )
+    if rejection and rejection.get("threshold") is not None:
+        print(
+            f"not a digit: AUROC {rejection['auroc']:.4f}, FPR at 95% TPR "
+            f"{rejection['fpr_at_95_tpr']:.2%}; rejects {rejection['digits_rejected']:.2%} of "
+            f"test digits, {rejection['nondigits_rejected']:.2%} of generated non-digits"
+        )
 
 
 # ------------------------------------------------------------------------------------- predict
@@ -501,6 +547,7 @@ def _add_predict(commands: Any) -> None:
         metavar="DIR",
         help="write each image beside the 28×28 view the model saw",
     )
+    _add_rejection(predict)
     predict.add_argument("--csv", action="store_true", help="print the results as CSV")
     _add_json(predict, "the predictions")
     _add_data_dir(predict)
@@ -542,7 +589,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.index is None and args.save is not None:
         raise ConfigError("--save goes with --index; for image files use --show DIR")
     checkpoint = resolve_checkpoint(args.checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, args.device, runtime=args.runtime)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, args.device, runtime=args.runtime, **_rejection_options(args)
+    )
+    _note_missing(predictor)
     if args.index is not None:
         return _predict_index(args, predictor)
     return _predict_files(args, predictor)
@@ -638,8 +688,9 @@ def _print_table(results: Sequence[Any]) -> None:
     width = max([len("file"), *(len(str(r.path)) for r in results)])
     print(f"{'file':{width}}  digit  confidence  top 3")
     for r in results:
-        if r.prediction is None:
-            print(f"{str(r.path):{width}}  {'-':>5}  {'':>10}  {r.reason or 'unreadable'}")
+        if r.prediction is None or r.prediction.digit is None:
+            reason = r.reason or (r.prediction.reason if r.prediction else None)
+            print(f"{str(r.path):{width}}  {'-':>5}  {'':>10}  {reason or 'unreadable'}")
             continue
         digit, probability = r.prediction.digit, r.prediction.probability
         top3 = ", ".join(f"{d} {p:.1%}" for d, p in r.prediction.top3)
@@ -667,6 +718,8 @@ def _write_views(results: Sequence[Any], folder: Path) -> None:
         if r.error:
             continue
         said = f"predicted {r.prediction.digit}" if r.prediction else "no digit found"
+        if r.prediction and r.prediction.digit is None:
+            said = r.prediction.reason
         name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
         plot_original_and_view(open_image(r.path), r.view, f"{r.path.name}: {said}", folder / name)
 
@@ -692,8 +745,11 @@ def _predict_index(args: argparse.Namespace, predictor: Any) -> int:
         return 0
     print(draw_digit(image))
     top3 = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top3)
-    print(f"test image {args.index}: predicted {prediction.digit} ", end="")
-    print(f"({prediction.probability:.1%}); true {label}")
+    if prediction.digit is None:
+        print(f"test image {args.index}: {prediction.reason}; true {label}")
+    else:
+        print(f"test image {args.index}: predicted {prediction.digit} ", end="")
+        print(f"({prediction.probability:.1%}); true {label}")
     print(f"top 3: {top3}")
     return 0
 
@@ -722,6 +778,7 @@ def _add_read(commands: Any) -> None:
     read.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help=_DEFAULT_CHECKPOINT_HELP)
     read.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _add_runtime(read)
+    _add_rejection(read)
     output = read.add_mutually_exclusive_group()
     output.add_argument(
         "--json",
@@ -755,7 +812,10 @@ def _run_read(args: argparse.Namespace) -> int:
     if not paths:
         raise ConfigError(f"no image files in {' '.join(args.paths)}")
     checkpoint = resolve_checkpoint(args.checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, args.device, runtime=args.runtime)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, args.device, runtime=args.runtime, **_rejection_options(args)
+    )
+    _note_missing(predictor)
     show_bar = len(paths) > 50 and not (args.json or args.csv)
     with tqdm(total=len(paths), unit="image", disable=not show_bar, leave=False) as bar:
         readings = read_paths(predictor, paths, on_progress=bar.update)
@@ -939,6 +999,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port")
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _add_runtime(serve)
+    _add_rejection(serve)
 
 
 def _port(text: str) -> int:
@@ -953,7 +1014,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from digitlab.serve import create_app
 
     app = create_app(
-        args.checkpoint, device=args.device, runtime=args.runtime
+        args.checkpoint, device=args.device, runtime=args.runtime, **_rejection_options(args)
     )  # fails here on a bad checkpoint
     import uvicorn
 

@@ -46,6 +46,9 @@ class Evaluation:
     predictions: torch.Tensor  # (N,) predicted digits
     confidences: torch.Tensor  # (N,) probability of the predicted digit
     labels: torch.Tensor  # (N,) true digits
+    log_probs: torch.Tensor | None = None  # (N, 10) as the model gave them
+    calibration: dict[str, Any] | None = None  # digitlab.calibrate's scores on these images
+    rejection: dict[str, Any] | None = None  # digitlab.reject's figures ("not a digit")
 
     @property
     def misclassified(self) -> list[int]:
@@ -76,6 +79,10 @@ class Evaluation:
             "per_class": self.per_class(),
             "confusion_matrix": self.confusion_matrix.tolist(),
             "misclassified": self.misclassified,
+        } | {
+            name: value
+            for name, value in (("calibration", self.calibration), ("rejection", self.rejection))
+            if value is not None
         }
 
 
@@ -105,4 +112,5 @@ def evaluate(
         predictions=predictions,
         confidences=confidences,
         labels=labels,
+        log_probs=log_probs,
     )

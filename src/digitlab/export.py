@@ -4,8 +4,10 @@
 
 Every exported model has the same contract as the PyTorch model it came from: input `pixels`,
 float32 (N, 1, 28, 28) in [0, 1] (white digit on black, as torchvision's ToTensor gives), any
-normalisation inside; output `log_probs`, (N, 10) log-probabilities of the digits 0-9. N is a
-dynamic axis, so one file serves single images and large batches.
+normalisation inside; output `log_probs`, (N, 10) log-probabilities of the digits 0-9, calibrated
+with the checkpoint's temperature when it has one (baked into the graph, see digitlab.calibrate).
+N is a dynamic axis, so one file serves single images and large batches. The "not a digit"
+detector is not exported.
 
 `OnnxModel` runs an ONNX file (or in-memory bytes) with ONNX Runtime behind the interface of a
 PyTorch model, which is how `Predictor.from_checkpoint(..., runtime="onnx")` uses it.
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from digitlab.checkpoint import atomic_path, load_model
+from digitlab.calibrate import load_calibrated_model
+from digitlab.checkpoint import atomic_path
 from digitlab.errors import CheckpointError, ConfigError, DigitlabError
 from digitlab.extras import require
 
@@ -138,7 +141,7 @@ def export_checkpoint(checkpoint: Path, out: Path, format: str) -> Path:
     nothing is written then.
     """
     to_bytes = _exporter(format)
-    model, _ = load_model(checkpoint, "cpu")
+    model, _ = load_calibrated_model(checkpoint, "cpu")
     data = to_bytes(model)
     pixels = torch.rand(PARITY_BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -248,7 +251,7 @@ def load_onnx_model(
     limits torch's threads (e.g. `digitlab serve --threads`) limits ONNX Runtime's too.
     """
     check_onnx_runtime(device)
-    model, metadata = load_model(checkpoint, "cpu")
+    model, metadata = load_calibrated_model(checkpoint, "cpu")
     threads = torch.get_num_threads() if threads is None else threads
     return OnnxModel(onnx_bytes(model), threads=threads), metadata
 

@@ -267,6 +267,42 @@ def _draw_digit(axes: Axes, image: torch.Tensor) -> None:
         spine.set_color("#dddddd")
 
 
+def plot_reliability(
+    before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[float]], path: Path
+) -> Path:
+    """Reliability diagram from `digitlab.calibrate.reliability_bins`, before and after
+    calibration. Left: accuracy against mean confidence per bin (on the diagonal = calibrated);
+    right: how many images fall in each bin (log scale: nearly all MNIST answers are sure)."""
+    figure = Figure(figsize=(8.0, 3.6))
+    curve, counts = figure.subplots(1, 2)
+    curve.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="calibrated")
+    bins = len(after["share"])
+    centres = (np.arange(bins) + 0.5) / bins
+    for offset, (data, color, label) in enumerate(
+        ((before, TEST_COLOR, "before"), (after, TRAIN_COLOR, "after"))
+    ):
+        confidence, accuracy = np.array(data["confidence"]), np.array(data["accuracy"])
+        shown = ~np.isnan(confidence)
+        curve.plot(confidence[shown], accuracy[shown], marker="o", color=color, label=label)
+        counts.bar(
+            centres + (offset - 0.5) * 0.4 / bins,
+            np.array(data["share"]),
+            width=0.4 / bins,
+            color=color,
+            label=label,
+        )
+    curve.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (bin mean)", ylabel="accuracy")
+    curve.set_title(f"Accuracy per confidence bin ({bins} bins)")
+    curve.grid(alpha=0.3)
+    curve.legend(loc="upper left")
+    counts.set_yscale("log")
+    counts.set(xlim=(0, 1), xlabel="confidence", ylabel="share of test images")
+    counts.set_title("Images per bin")
+    counts.legend(loc="upper left")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def _empty_figure(title: str, message: str) -> Figure:
     figure = Figure(figsize=(4.0, 1.2))
     figure.text(0.5, 0.65, title, ha="center", va="center", fontsize=11)

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from digitlab.checkpoint import load_model
 from digitlab.device import select_device
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.models import model_label
@@ -25,58 +24,120 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass(frozen=True)
 class Prediction:
-    digit: int
-    probability: float
+    digit: int | None  # None: the image is not a digit (see `reason`)
+    probability: float  # of the most likely digit (of `digit` when there is one)
     probabilities: list[float]  # 10 values that sum to 1
     top3: list[tuple[int, float]] = field(default_factory=list)  # (digit, probability), best first
+    reason: str | None = None  # "not a digit" when the detector rejected it
+    not_digit_score: float | None = None  # the detector's score (higher: less like a digit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digit": self.digit,
-            "probability": self.probability,
+            "probability": self.probability if self.digit is not None else None,
+            "reason": self.reason,
             "top3": [{"digit": d, "probability": p} for d, p in self.top3],
             "probabilities": self.probabilities,
+            "not_digit_score": self.not_digit_score,
         }
 
 
 class Predictor:
-    """Loads a model once and predicts batches of MNIST-format digits."""
+    """Loads a model once and predicts batches of MNIST-format digits.
 
-    def __init__(self, model: nn.Module, metadata: dict[str, Any], device: torch.device) -> None:
+    The probabilities are calibrated with the checkpoint's temperature, and images the "not a
+    digit" detector scores above `reject_threshold` get `digit=None` (see digitlab.reject).
+    `missing` lists what an older checkpoint lacks (no temperature, no detector).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        metadata: dict[str, Any],
+        device: torch.device,
+        *,
+        rejector: nn.Module | None = None,
+        reject_threshold: float | None = None,
+    ) -> None:
         self.model = model.eval()
         self.metadata = metadata
         self.device = device
+        self.rejector = rejector.to(device).eval() if rejector is not None else None
+        self.reject_threshold = reject_threshold
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path | None = None, device: str = "auto", runtime: str = "torch"
+        cls,
+        path: str | Path | None = None,
+        device: str = "auto",
+        runtime: str = "torch",
+        *,
+        reject: bool = True,
+        reject_threshold: float | None = None,
     ) -> "Predictor":
         """Load a checkpoint: a `.safetensors` file or a run folder; None = the newest run under
         ./runs, else the packaged model. `runtime="onnx"` exports the model to ONNX in memory
-        and runs it with ONNX Runtime."""
+        and runs it with ONNX Runtime.
+
+        `reject=False` never answers "not a digit"; `reject_threshold` replaces the stored one.
+        """
+        from digitlab.calibrate import load_calibrated_model
+        from digitlab.reject import read_rejector, threshold_of
+
         check_runtime(runtime, device)
         path = resolve_checkpoint(path)
+        model: nn.Module
         if runtime == "onnx":
             from digitlab.export import load_onnx_model
 
-            onnx_model, metadata = load_onnx_model(path, device)
-            return cls(onnx_model, metadata, torch.device("cpu"))
-        torch_device = select_device(device)
-        model, metadata = load_model(path, torch_device)
-        return cls(model, metadata, torch_device)
+            model, metadata = load_onnx_model(path, device)
+            torch_device = torch.device("cpu")
+        else:
+            torch_device = select_device(device)
+            model, metadata = load_calibrated_model(path, torch_device)
+        rejector = read_rejector(path) if reject else None
+        threshold = reject_threshold if reject_threshold is not None else threshold_of(metadata)
+        if rejector is None or threshold is None:
+            rejector, threshold = None, None
+        return cls(model, metadata, torch_device, rejector=rejector, reject_threshold=threshold)
 
     @property
     def model_name(self) -> str:
         """The registry name, or e.g. "5 × vggbn" for an ensemble."""
         return model_label(str(self.metadata["model"]), int(self.metadata.get("members", 1)))
 
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature applied to the probabilities, if the model has one."""
+        from digitlab.calibrate import temperature_of
+
+        return temperature_of(self.metadata)
+
+    @property
+    def missing(self) -> list[str]:
+        """What this checkpoint lacks, one sentence each (empty for a current checkpoint)."""
+        from digitlab.calibrate import missing_calibration
+        from digitlab.reject import missing_rejection
+
+        found = [missing_calibration(self.metadata), missing_rejection(self.metadata)]
+        return [reason for reason in found if reason]
+
+    @torch.inference_mode()
     def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:
         """Predict float digits (N, 1, 28, 28) in [0, 1], white ink on black (ToTensor format)."""
-        return [_to_prediction(p) for p in self.predict_probabilities(pixels)]
+        probabilities = self.predict_probabilities(pixels)
+        if self.rejector is None or self.reject_threshold is None:
+            return [_to_prediction(p) for p in probabilities]
+        scores = self.rejector(pixels.to(self.device)).float().cpu().tolist()
+        return [
+            _to_prediction(p, score, rejected=score > self.reject_threshold)
+            for p, score in zip(probabilities, scores, strict=True)
+        ]
 
     @torch.inference_mode()
     def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 10) probabilities on the CPU for float digits (N, 1, 28, 28) as predict_tensor."""
+        """(N, 10) calibrated probabilities on the CPU for float digits (N, 1, 28, 28) as
+        predict_tensor, without the "not a digit" check."""
         return self.model(pixels.to(self.device)).float().exp().cpu()
 
 
@@ -102,12 +163,13 @@ class FileResult:
 
     def to_dict(self) -> dict[str, Any]:
         found = self.prediction
+        answer = found.to_dict() if found else {}
         return {
             "path": str(self.path),
-            "digit": found.digit if found else None,
-            "probability": found.probability if found else None,
-            "top3": found.to_dict()["top3"] if found else [],
-            "reason": self.reason,
+            "digit": answer.get("digit"),
+            "probability": answer.get("probability"),
+            "top3": answer.get("top3", []),
+            "reason": self.reason or answer.get("reason"),
             "error": self.error,
         }
 
@@ -168,11 +230,17 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start : start + size]
 
 
-def _to_prediction(probabilities: torch.Tensor) -> Prediction:
+def _to_prediction(
+    probabilities: torch.Tensor, not_digit_score: float | None = None, *, rejected: bool = False
+) -> Prediction:
     top = probabilities.topk(3)
+    from digitlab.reject import NOT_A_DIGIT
+
     return Prediction(
-        digit=int(top.indices[0]),
+        digit=None if rejected else int(top.indices[0]),
         probability=float(top.values[0]),
         probabilities=probabilities.tolist(),
         top3=[(int(d), float(p)) for p, d in zip(top.values, top.indices, strict=True)],
+        reason=NOT_A_DIGIT if rejected else None,
+        not_digit_score=not_digit_score,
     )

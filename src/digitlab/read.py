@@ -25,6 +25,9 @@ DIGIT_LOG_ASPECTS = torch.tensor([0.9, 0.39, 0.93, 0.79, 0.79, 0.93, 0.72, 0.77,
 DIGIT_LOG_ASPECT_SPREADS = torch.tensor([0.2, 0.46, 0.22, 0.21, 0.21, 0.26, 0.22, 0.21, 0.22, 0.21])
 
 
+NOT_A_DIGIT_MARK = "?"
+
+
 @dataclass(frozen=True)
 class ReadDigit:
     """One digit of a number, as the model read it."""
@@ -82,7 +85,7 @@ def read_images(predictor: Predictor, images: Sequence[Image.Image]) -> list[Rea
             readings.append(Reading(None, None, [], None, reason=item))
             continue
         digits = [
-            ReadDigit(prediction.digit, prediction.probability, box, view)
+            ReadDigit(prediction.digit, prediction.probability, box, view, prediction.reason)
             for (view, box), prediction in zip(item, predictions, strict=False)
         ]
         readings.append(_reading(None, digits))
@@ -180,7 +183,8 @@ def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int
 def _reading(path: Path | None, digits: list[ReadDigit]) -> Reading:
     if not digits:
         return Reading(path, None, [], None, reason="no digits found")
-    text = "".join(str(d.digit) for d in digits)
+    # A character the detector calls "not a digit" shows as NOT_A_DIGIT_MARK in the text.
+    text = "".join(NOT_A_DIGIT_MARK if d.digit is None else str(d.digit) for d in digits)
     confidence = math.prod(d.probability for d in digits)
     return Reading(path, text, digits, confidence)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from digitlab.checkpoint import atomic_path, load_model, read_json, write_json
+from digitlab.checkpoint import atomic_path, read_json, write_json
 from digitlab.data import MNIST
-from digitlab.evaluate import Evaluation, evaluate
+from digitlab.evaluate import Evaluation
 from digitlab.models import count_parameters
 from digitlab.runs import RunPaths
 
@@ -29,6 +29,8 @@ PLOT_CAPTIONS = {
     "confusion_matrix": "Confusion matrix (rows: true digit, columns: prediction)",
     "misclassified": f"The most confident mistakes (up to {GALLERY_SIZE})",
     "samples": f"The first {GALLERY_SIZE} test digits and their predictions",
+    "reliability": "Reliability diagram: accuracy against confidence, before and after "
+    "temperature scaling (on the diagonal = calibrated)",
 }
 
 
@@ -36,9 +38,10 @@ def write_run_report(
     run_dir: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
 ) -> Evaluation:
     """Evaluate the run's checkpoint on the test set; write metrics.json, plots/ and report.md."""
+    from digitlab.calibrate import evaluate_checkpoint
+
     paths = RunPaths(Path(run_dir))
-    model, metadata = load_model(paths.model, device)
-    evaluation = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+    evaluation, model, metadata = evaluate_checkpoint(paths.model, mnist, device=device)
     metrics = {
         **evaluation.to_dict(),
         "run_dir": str(paths.root),
@@ -99,6 +102,12 @@ def write_run_plots(
         title="Most confident mistakes: true→predicted (confidence)",
         title_colors=[plots.MISTAKE_COLOR] * len(mistakes),
     )
+    if evaluation.calibration is not None:
+        written["reliability"] = plots.plot_reliability(
+            evaluation.calibration["reliability_uncalibrated"],
+            evaluation.calibration["reliability"],
+            out_dir / "reliability.png",
+        )
     first = list(range(min(GALLERY_SIZE, len(test_images))))
     written["samples"] = plots.plot_digit_grid(
         test_images[first],
@@ -165,12 +174,63 @@ def render_markdown_report(
         _history_section(history, plots),
         _members_section(members),
         _per_class_section(metrics, plots),
+        _trust_section(metrics, plots),
         _images("Mistakes", ["misclassified", "samples"], plots),
         _config_section(config or {}),
         _metadata_section(metadata, parameters),
         _images("More plots", [name for name in plots if name not in PLOT_CAPTIONS], plots),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _trust_section(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """ "How sure is it?": calibration before and after, and the "not a digit" figures."""
+    calibration, rejection = metrics.get("calibration"), metrics.get("rejection")
+    if not calibration:
+        return ""
+    temperature = calibration.get("temperature")
+    lines = ["## How sure is it?", ""]
+    if temperature is None:
+        lines += [f"No temperature: {calibration.get('missing', 'none stored')}.", ""]
+    else:
+        lines += [
+            f"Probabilities are divided by a temperature T = {temperature:.3f} fitted on "
+            "held-out training images (never the test set). On the test set:",
+            "",
+        ]
+    lines.append(
+        _table(
+            ["", "ECE (15 bins)", "NLL"],
+            [
+                [
+                    "before",
+                    _percent(calibration["ece_uncalibrated"]),
+                    f"{calibration['nll_uncalibrated']:.4f}",
+                ],
+                ["after", _percent(calibration["ece"]), f"{calibration['nll']:.4f}"],
+            ],
+        )
+    )
+    if rejection:
+        lines += ["", _rejection_text(rejection)]
+    picture = _images(None, ["reliability"], plots)
+    return "\n".join(lines) + (f"\n\n{picture}" if picture else "")
+
+
+def _rejection_text(rejection: Mapping[str, Any]) -> str:
+    text = (
+        f'"Not a digit": on {rejection["digits"]:,} MNIST test digits and '
+        f"{rejection['nondigits']:,} {rejection.get('nondigit_source', 'non-digits')}, the "
+        f"detector's AUROC is {rejection['auroc']:.4f} and its FPR at 95% TPR "
+        f"{_percent(rejection['fpr_at_95_tpr'])}."
+    )
+    if rejection.get("threshold") is not None:
+        text += (
+            f" At the stored threshold ({rejection['threshold']:.3f}) it rejects "
+            f"{_percent(rejection['digits_rejected'])} of the test digits and "
+            f"{_percent(rejection['nondigits_rejected'])} of the non-digits."
+        )
+    return text
 
 
 def _images(heading: str | None, names: Sequence[str], plots: Mapping[str, str]) -> str:

@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from digitlab import distributed
 from digitlab.augment import AugmentConfig, random_affine
+from digitlab.calibrate import calibrate_run
 from digitlab.checkpoint import (
     checkpoint_metadata,
     load_training_state,
@@ -155,6 +156,9 @@ def train(
         members, histories = _finished_members(config, paths)
         model, test_loss, test_accuracy = _save_ensemble(config, members, mnist, paths, session)
     # Training is over and `model` is final: post-training steps belong here.
+    if session.is_main:  # temperature and "not a digit" detector into the checkpoint
+        device = next(model.parameters()).device
+        calibrate_run(config, mnist, paths.model, model, device)
     return RunResult(
         run_dir=paths.root,
         config=config,

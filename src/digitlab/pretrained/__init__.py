@@ -1,9 +1,14 @@
-"""The model that ships with digitlab, so that a fresh install reads digits without training.
+"""Weights that ship with digitlab, so that a fresh install reads digits without training.
 
-`model.safetensors` here is an ordinary digitlab checkpoint: its metadata holds the config
-(recipe, seed), the data checksum, the test accuracy, and under `source` the exact
-`digitlab train` command that made it. `scripts/make_pretrained.py` re-creates it; see the
-README beside it for the figures.
+`model.safetensors`: the packaged model, an ordinary digitlab checkpoint whose metadata holds the
+config (recipe, seed), the data checksum, the test accuracy, its calibration and rejection
+threshold, and under `source` the exact `digitlab train` command that made it.
+`scripts/make_pretrained.py` re-creates it; see the README beside it for the figures.
+
+`rejector.safetensors`: the "not a digit" detector (`digitlab.reject.Rejector`, 26,529
+parameters) with its threshold in the metadata. It does not depend on any classifier, so every
+run copies it into its checkpoint. Made by `tools/make_rejector.py` (the metadata records the
+command, the data and the threshold's false-rejection rate on held-out digits).
 """
 
 from pathlib import Path

@@ -44,6 +44,8 @@ def create_app(
     threads: int | None = 1,
     max_body_bytes: int = MAX_BODY_BYTES,
     runtime: str = "torch",
+    reject: bool = True,
+    reject_threshold: float | None = None,
 ) -> FastAPI:
     """The app serving `checkpoint` (a run folder or .safetensors file; None = newest run).
 
@@ -53,6 +55,7 @@ def create_app(
     serving once, when the server starts. `threads` sets torch's CPU threads for the server
     process (None keeps torch's default): one request is one tiny forward pass, which a single
     thread runs fastest. `runtime="onnx"` serves with ONNX Runtime on the CPU (same threads).
+    `reject` and `reject_threshold` are `Predictor.from_checkpoint`'s ("not a digit").
     """
     checkpoint_file = resolve_checkpoint(checkpoint)
     select_device(device)
@@ -64,7 +67,17 @@ def create_app(
         title="digitlab",
         version=digitlab.__version__,
         summary="Recognise handwritten digits with a model trained by digitlab.",
-        lifespan=_lifespan(checkpoint_file, device, threads, runtime),
+        lifespan=_lifespan(
+            checkpoint_file,
+            threads,
+            lambda: Predictor.from_checkpoint(
+                checkpoint_file,
+                device,
+                runtime,
+                reject=reject,
+                reject_threshold=reject_threshold,
+            ),
+        ),
         docs_url=None,  # add_offline_docs serves /docs without a CDN
         redoc_url=None,
     )
@@ -77,7 +90,7 @@ def create_app(
     return app
 
 
-def _lifespan(checkpoint: Path, device: str, threads: int | None, runtime: str) -> Lifespan:
+def _lifespan(checkpoint: Path, threads: int | None, load: Callable[[], Predictor]) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         previous_threads = torch.get_num_threads()
@@ -85,7 +98,7 @@ def _lifespan(checkpoint: Path, device: str, threads: int | None, runtime: str) 
             # Set in the event loop's thread, which runs every forward pass (batching.py):
             # with OpenMP the setting belongs to the thread that makes it.
             torch.set_num_threads(threads)
-        predictor = _load_warm(checkpoint, device, runtime)
+        predictor = _load_warm(load)
         app.state.predictor = predictor
         app.state.batcher = BatchingPredictor(predictor)
         app.state.bridge = ThreadBridgePredictor(app.state.batcher)
@@ -106,8 +119,8 @@ def _lifespan(checkpoint: Path, device: str, threads: int | None, runtime: str) 
     return lifespan
 
 
-def _load_warm(checkpoint: Path, device: str, runtime: str) -> Predictor:
-    predictor = Predictor.from_checkpoint(checkpoint, device, runtime)
+def _load_warm(load: Callable[[], Predictor]) -> Predictor:
+    predictor = load()
     # One throwaway prediction, so the first real request doesn't pay for lazy set-up.
     predictor.predict_tensor(torch.zeros(1, 1, 28, 28))
     return predictor

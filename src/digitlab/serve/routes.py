@@ -91,7 +91,14 @@ async def page() -> FileResponse:
 @router.get("/health")
 async def health(request: Request) -> Health:
     predictor: Predictor = request.app.state.predictor
-    return Health(status="ok", model=predictor.model_name, checkpoint=request.app.state.checkpoint)
+    return Health(
+        status="ok",
+        model=predictor.model_name,
+        checkpoint=request.app.state.checkpoint,
+        temperature=predictor.temperature,
+        reject_threshold=predictor.reject_threshold,
+        missing=predictor.missing,
+    )
 
 
 @router.post(
@@ -143,7 +150,8 @@ async def _answer(
     prediction = await batcher.predict(digit.pixels)
     return PredictResponse(
         digit=prediction.digit,
-        probability=prediction.probability,
+        probability=prediction.probability if prediction.digit is not None else None,
+        reason=prediction.reason,
         probabilities=prediction.probabilities,
         top3=[Candidate(digit=d, probability=p) for d, p in prediction.top3],
         view=_view(digit.pixels),

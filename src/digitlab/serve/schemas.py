@@ -120,7 +120,8 @@ class PredictResponse(BaseModel):
     )
     probability: float | None = Field(default=None, description="the probability of `digit`")
     reason: str | None = Field(
-        default=None, description="why there is no digit; null when there is one"
+        default=None,
+        description='why there is no digit, e.g. "not a digit"; null when there is one',
     )
     probabilities: list[float] | None = Field(
         default=None, description="10 probabilities, for digits 0-9"
@@ -212,6 +213,15 @@ class Health(BaseModel):
     status: str = Field(description='"ok" once the model is loaded')
     model: str
     checkpoint: str
+    temperature: float | None = Field(
+        default=None, description="the calibration temperature applied; null when it has none"
+    )
+    reject_threshold: float | None = Field(
+        default=None, description="'not a digit' above this detector score; null when off"
+    )
+    missing: list[str] = Field(
+        default_factory=list, description="what an older checkpoint lacks, one sentence each"
+    )
 
 
 class ErrorBody(BaseModel):

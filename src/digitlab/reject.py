@@ -1,0 +1,283 @@
+"""'Not a digit': a small digit-vs-not network stored beside the classifier in the checkpoint.
+
+A digit classifier answers one of ten digits for anything, and its confidence on a star or a
+letter is often as high as on a real digit: a maximum-probability threshold that keeps 99.5% of
+MNIST's digits lets most doodles and letters through (bench/trust.py measures it). So a separate
+detector scores every image. It is trained on
+
+- digits: MNIST training digits (plain, re-boxed the way a photo's ink is, and with thicker,
+  thinner or hard-edged canvas-like strokes) and digits drawn from fonts;
+- non-digits: generated doodles and letters (`digitlab.nondigits`).
+
+It is a two-convolution network of 26,529 parameters (a fraction of lenet's cost per image).
+It does not depend on the classifier, so it is trained once (`tools/make_rejector.py`, minutes),
+shipped as `pretrained/rejector.safetensors`, and copied with its threshold into every
+checkpoint at the end of training: no recipe's training changes (the seed's stays the
+notebook's, bit for bit). The threshold is set on the 5,000 training digits every recipe holds
+out, which the detector never trains on, at FALSE_REJECTION_RATE; `--reject-threshold`
+replaces it, `--no-reject` turns the check off.
+"""
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitlab.augment import AugmentConfig, random_affine
+from digitlab.data import to_float
+from digitlab.errors import CheckpointError
+
+PACKAGED = Path(__file__).parent / "pretrained" / "rejector.safetensors"
+REJECTOR_PREFIX = "rejector."  # its tensors' names in model.safetensors
+NOT_A_DIGIT = "not a digit"
+FALSE_REJECTION_RATE = 0.004  # of held-out training digits, where the threshold is set
+TRAIN_DIGITS = 16_000  # training digits the detector sees (a random sample of the run's)
+REBOXED_DIGITS = 3_000  # of those, also passed through `ink_to_mnist` like a photo's ink
+FONT_DIGITS = 2_000
+NONDIGITS = 14_000
+EPOCHS = 5
+BATCH_SIZE = 256
+LR = 3e-3
+AUGMENT = AugmentConfig(rotation=15.0, scale=0.15, translate=0.08, shear=10.0)
+METHOD = (
+    "separate digit-vs-not CNN (rejector.* tensors) trained on MNIST training digits and "
+    "generated doodles and letters; a higher score is less like a digit"
+)
+
+
+class Rejector(nn.Module):
+    """(N, 1, 28, 28) in [0, 1] → (N,) score: how much it is NOT a digit (a logit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, 8, 14, 14)
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 16, 7, 7)
+        )  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 1)
+        )  # fmt: skip
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(pixels)).squeeze(1)
+
+
+def fit_rejector(
+    train_images: torch.Tensor,
+    held_out_images: torch.Tensor,
+    *,
+    seed: int,
+    fonts: Sequence[str | Path] = (),
+) -> tuple[Rejector, dict[str, Any]]:
+    """Train the detector on `train_images` (uint8 digits) and generated non-digits; set its
+    threshold on `held_out_images`. Returns it and its metadata."""
+    from digitlab.nondigits import font_digits, generate_nondigits
+
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
+        torch.manual_seed(seed)
+        rejector = Rejector()
+    pick = torch.randperm(len(train_images), generator=generator)[:TRAIN_DIGITS]
+    share = (
+        len(pick) / TRAIN_DIGITS
+    )  # small runs (--subset) get a proportionally small detector set
+    digits = to_float(train_images[pick])
+    reboxed = _rebox(digits[: round(REBOXED_DIGITS * share), 0].numpy())
+    drawn = font_digits(max(1, round(FONT_DIGITS * share)), rng)
+    positives = torch.cat([digits, *(torch.from_numpy(a).unsqueeze(1) for a in (reboxed, drawn))])
+    negatives = torch.from_numpy(generate_nondigits(round(NONDIGITS * share), rng)).unsqueeze(1)
+    images = torch.cat([positives, negatives])
+    targets = torch.cat([torch.zeros(len(positives)), torch.ones(len(negatives))])
+    _train(rejector, images, targets, generator)
+    scores = rejection_scores(rejector, to_float(held_out_images))
+    threshold = float(torch.quantile(scores, 1 - FALSE_REJECTION_RATE))
+    return rejector.eval(), {
+        "threshold": threshold,
+        "false_rejection_rate": FALSE_REJECTION_RATE,
+        "held_out_digits": len(held_out_images),
+        "method": METHOD,
+    }
+
+
+def _train(
+    rejector: Rejector, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+) -> None:
+    optimizer = torch.optim.Adam(rejector.parameters(), lr=LR)
+    steps = EPOCHS * math.ceil(len(images) / BATCH_SIZE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps)
+    # Non-digits are fewer than digits: weigh them up so both count the same.
+    weight = float((targets == 0).sum() / (targets == 1).sum().clamp(min=1))
+    rejector.train()
+    for _ in range(EPOCHS):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), BATCH_SIZE):
+            batch = order[start : start + BATCH_SIZE]
+            x = _vary_strokes(random_affine(images[batch], AUGMENT, generator), generator)
+            loss = F.binary_cross_entropy_with_logits(
+                rejector(x), targets[batch], pos_weight=torch.tensor(weight)
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    rejector.eval()
+
+
+def _vary_strokes(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Thicker (dilated), thinner (eroded) or hard-edged (canvas-like) strokes, a quarter each,
+    so that stroke width and softness say nothing about digit or not."""
+    choice = torch.randint(0, 4, (len(x), 1, 1, 1), generator=generator)
+    thicker = F.max_pool2d(x, 3, stride=1, padding=1)
+    thinner = -F.max_pool2d(-x, 2, stride=1, padding=1)[..., :28, :28]
+    hard = (x > 0.4).float()
+    return torch.where(
+        choice == 1, thicker, torch.where(choice == 2, thinner, torch.where(choice == 3, hard, x))
+    )
+
+
+def _rebox(digits: np.ndarray) -> np.ndarray:
+    from digitlab.preprocess import ink_to_mnist
+
+    return np.stack([ink_to_mnist(d) if d.max() > 0 else d for d in digits])
+
+
+@torch.inference_mode()
+def rejection_scores(
+    rejector: nn.Module, pixels: torch.Tensor, batch_size: int = 2000
+) -> torch.Tensor:
+    """Scores (N,) of float MNIST-format pixels (N, 1, 28, 28); above the threshold = reject."""
+    rejector.eval()
+    return (
+        torch.cat(
+            [
+                rejector(pixels[i : i + batch_size]).float().cpu()
+                for i in range(0, len(pixels), batch_size)
+            ]
+        )
+        if len(pixels)
+        else torch.zeros(0)
+    )
+
+
+def read_rejector(checkpoint: Path) -> Rejector | None:
+    """The detector stored in a checkpoint, or None if it has none."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint), framework="pt") as f:
+        own = {
+            name[len(REJECTOR_PREFIX) :]: f.get_tensor(name)
+            for name in f.keys()  # noqa: SIM118 (not a dict)
+            if name.startswith(REJECTOR_PREFIX)
+        }
+    if not own:
+        return None
+    rejector = Rejector()
+    try:
+        rejector.load_state_dict(own)
+    except RuntimeError as err:
+        raise CheckpointError(f"{checkpoint} has a damaged not-a-digit detector: {err}") from err
+    return rejector.eval()
+
+
+def save_packaged(rejector: Rejector, metadata: dict[str, Any], path: Path = PACKAGED) -> None:
+    from safetensors.torch import save_file
+
+    from digitlab.checkpoint import METADATA_KEY, atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(rejector.state_dict(), str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def load_packaged(path: Path = PACKAGED) -> tuple[Rejector, dict[str, Any]] | None:
+    """The detector shipped with digitlab and its metadata (threshold, how it was made)."""
+    from safetensors import safe_open
+
+    from digitlab.checkpoint import METADATA_KEY
+
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        metadata = json.loads((f.metadata() or {})[METADATA_KEY])
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    rejector = Rejector()
+    rejector.load_state_dict(tensors)
+    return rejector.eval(), metadata
+
+
+def rejector_tensors(rejector: Rejector) -> dict[str, torch.Tensor]:
+    return {REJECTOR_PREFIX + k: v for k, v in rejector.state_dict().items()}
+
+
+def threshold_of(metadata: dict[str, Any]) -> float | None:
+    found = (metadata.get("rejection") or {}).get("threshold")
+    return float(found) if found is not None else None
+
+
+def missing_rejection(metadata: dict[str, Any]) -> str | None:
+    """Why a checkpoint cannot say "not a digit" (None when it can)."""
+    if threshold_of(metadata) is not None:
+        return None
+    rejection = metadata.get("rejection")
+    if rejection:
+        return str(rejection["reason"])
+    return OLD_CHECKPOINT
+
+
+OLD_CHECKPOINT = (
+    "no 'not a digit' detector: this checkpoint was written before digitlab had one; "
+    "retrain it to get one"
+)
+REPORT_NONDIGITS = 1_000  # generated non-digits scored for a run's report
+REPORT_SEED = 9_999  # their seed: not one a run trains its detector with (runs use 0-41)
+TPR_FOR_FPR = 0.95  # "FPR at 95% TPR": non-digits let through when 95% of digits are kept
+
+
+def rejection_summary(
+    digit_scores: torch.Tensor, nondigit_scores: torch.Tensor, threshold: float | None
+) -> dict[str, Any]:
+    """How well scores separate digits from non-digits, and what `threshold` rejects.
+
+    AUROC: the chance a random non-digit scores above a random digit. FPR at 95% TPR: the
+    share of non-digits accepted at the score that accepts 95% of the digits.
+    """
+    from torchmetrics.functional.classification import binary_auroc
+
+    scores = torch.cat([digit_scores, nondigit_scores]).float()
+    targets = torch.cat([torch.zeros(len(digit_scores)), torch.ones(len(nondigit_scores))]).long()
+    keep_95 = float(torch.quantile(digit_scores.float(), TPR_FOR_FPR))
+    summary: dict[str, Any] = {
+        "auroc": float(binary_auroc(scores, targets)),
+        "fpr_at_95_tpr": float((nondigit_scores <= keep_95).float().mean()),
+        "threshold": threshold,
+        "digits": len(digit_scores),
+        "nondigits": len(nondigit_scores),
+    }
+    if threshold is not None:
+        summary["digits_rejected"] = float((digit_scores > threshold).float().mean())
+        summary["nondigits_rejected"] = float((nondigit_scores > threshold).float().mean())
+    return summary
+
+
+def rejection_report(
+    checkpoint: Path, metadata: dict[str, Any], test_images: torch.Tensor
+) -> dict[str, Any] | None:
+    """The detector's figures on MNIST test digits and REPORT_NONDIGITS generated non-digits
+    (from the training generator, with a seed no run trains on); None without a detector."""
+    from digitlab.nondigits import generate_nondigits
+
+    rejector = read_rejector(checkpoint)
+    if rejector is None:
+        return None
+    nondigits = generate_nondigits(REPORT_NONDIGITS, np.random.default_rng(REPORT_SEED))
+    return rejection_summary(
+        rejection_scores(rejector, to_float(test_images)),
+        rejection_scores(rejector, torch.from_numpy(nondigits).unsqueeze(1)),
+        threshold_of(metadata),
+    ) | {"nondigit_source": "generated doodles and letters (digitlab.nondigits, seed 9999)"}

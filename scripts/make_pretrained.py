@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from digitlab.checkpoint import load_model, read_model_file, save_model
+from digitlab.checkpoint import add_metadata, read_model_file
 from digitlab.cli import main as digitlab_main
 from digitlab.pretrained import PACKAGED_MODEL
 
@@ -46,9 +46,7 @@ def train(out_dir: Path, data_dir: Path | None = None) -> Path:
     if digitlab_main(argv) != 0:
         raise SystemExit(f"`{COMMAND}` failed")
     checkpoint = out_dir / "model.safetensors"
-    model, metadata = load_model(checkpoint)
-    metadata["source"] = {"command": COMMAND, "script": SCRIPT}
-    save_model(checkpoint, model, metadata)
+    add_metadata(checkpoint, {"source": {"command": COMMAND, "script": SCRIPT}})
     return checkpoint
 
 

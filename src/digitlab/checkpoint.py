@@ -136,6 +136,16 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return tensors, metadata
 
 
+def add_metadata(path: Path, entries: dict[str, Any]) -> None:
+    """Add `entries` to a checkpoint's metadata, keeping every tensor (the extra ones too)."""
+    from safetensors.torch import load_file, save_file
+
+    _, metadata = read_model_file(path)  # checks it is a digitlab checkpoint
+    tensors = load_file(str(path))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata | entries)})
+
+
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint names and load its weights: (model in eval mode, metadata)."""
     from digitlab.models import build_model

@@ -41,10 +41,21 @@ class Prediction:
 class Predictor:
     """Loads a model once and predicts batches of MNIST-format digits."""
 
-    def __init__(self, model: nn.Module, metadata: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        metadata: dict[str, Any],
+        device: torch.device,
+        *,
+        checkpoint: Path | None = None,
+        runtime: str = "torch",
+    ) -> None:
         self.model = model.eval()
         self.metadata = metadata
         self.device = device
+        # Where the model came from, so that worker processes can load copies of their own.
+        self.checkpoint = checkpoint
+        self.runtime = runtime
 
     @classmethod
     def from_checkpoint(
@@ -56,10 +67,10 @@ class Predictor:
             from digitlab.export import load_onnx_model
 
             onnx_model, metadata = load_onnx_model(path, device)
-            return cls(onnx_model, metadata, torch.device("cpu"))
+            return cls(onnx_model, metadata, torch.device("cpu"), checkpoint=path, runtime=runtime)
         torch_device = select_device(device)
         model, metadata = load_model(path, torch_device)
-        return cls(model, metadata, torch_device)
+        return cls(model, metadata, torch_device, checkpoint=path, runtime=runtime)
 
     @property
     def model_name(self) -> str:

@@ -1,35 +1,103 @@
-"""Reading large folders: image decoding in parallel processes, streamed JSONL, resumable runs.
+"""Reading large folders: work on files in parallel processes, streamed JSONL, resumable runs.
 
     results = predict_stream(predictor, paths, workers=2)   # an iterator, in input order
+    readings = read_stream(predictor, paths, workers=2)     # whole numbers, the same way
     for result in results:
         out.write(jsonl_line(result))
 
-Decoding and cleaning an image (OpenCV, scipy) costs far more than the network's forward pass,
-so `workers` processes preprocess chunks of files while the parent runs the model on whole
-batches. At most `IN_FLIGHT_PER_WORKER` chunks per worker are waiting at any time and every
-result is handed on as soon as its batch is predicted, so memory does not grow with the number
-of files. `done_paths` reads an earlier JSONL output so that a rerun skips what it has; under
-torchrun each rank reads its shard of the files (`distributed.shard`) into a part file of its
-own, and rank 0 joins the parts with `merge_parts`.
+Both are one mechanism, `stream(paths, work, finish)`: `work` turns a chunk of files into
+items (in `workers` processes), `finish` turns a batch of items into results (here, in this
+process: the model's batched forward pass). At most `IN_FLIGHT_PER_WORKER` chunks per worker
+are waiting at any time and every result is handed on as soon as its batch is finished, so
+memory does not grow with the number of files.
+
+- `predict`: decoding and cleaning an image (OpenCV, scipy) costs far more than the network's
+  forward pass, so the workers preprocess and the parent predicts.
+- `read`: cutting a number into digits costs most (segmentation, and the model scoring the
+  candidate cuts: about 40% each, opening and cleaning the image the rest), and the cuts depend
+  on the scores, so each worker loads a CPU copy of the model to score with; the parent reads
+  the digits cut out. (Workers that only clean the images leave ~80% of the work here.)
+
+`done_paths` reads an earlier JSONL output so that a rerun skips what it has; under torchrun
+each rank reads its shard of the files (`distributed.shard`) into a part file of its own, and
+rank 0 joins the parts with `merge_parts`.
 """
 
+import functools
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 import torch
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 from digitlab.predict import FileResult, Predictor
+
+if TYPE_CHECKING:
+    from digitlab.read import FoundDigits, Reading
 
 CHUNK = 64  # files per task sent to a worker: large enough to hide the hand-off cost
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps workers busy, memory bounded
-BATCH = 256  # images per forward pass in the parent
+BATCH = 256  # files per `finish` call in the parent (for predict, images per forward pass)
 TAIL_BLOCK = 4096  # bytes read at a time when looking back for the last newline
+
+Item = TypeVar("Item")  # what a worker makes of one file
+Result = TypeVar("Result")  # what the parent makes of an item
+
+
+def stream(
+    paths: Iterable[Path],
+    work: Callable[[Sequence[Path]], list[Item]],
+    finish: Callable[[list[Item]], list[Result]],
+    *,
+    workers: int = 1,
+    batch_size: int = BATCH,
+) -> Iterator[Result]:
+    """`finish(work(chunk))` for chunks of `paths`, one result per file in input order.
+
+    `work` runs in `workers` processes when that is more than 1, so it must pickle: a
+    module-level function or a `functools.partial` of one. `finish` runs here on batches of at
+    least `batch_size` items (the last may be smaller) and returns one result per item."""
+    pending: list[Item] = []
+    for chunk in worked_chunks(paths, work, workers):
+        pending += chunk
+        if len(pending) >= batch_size:
+            yield from finish(pending)
+            pending = []
+    if pending:
+        yield from finish(pending)
+
+
+def worked_chunks(
+    paths: Iterable[Path], work: Callable[[Sequence[Path]], list[Item]], workers: int = 1
+) -> Iterator[list[Item]]:
+    """`work` done on chunks of `paths`, chunk by chunk in input order."""
+    chunks = _chunks(paths, CHUNK)
+    if workers <= 1:
+        yield from map(work, chunks)
+        return
+    # forkserver: workers start from a clean process, not a copy of the parent's model and
+    # threads (fork after torch has started threads can hang).
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, context, initializer=_one_thread_each) as pool:
+        queued: deque[Future[list[Item]]] = deque()
+        for chunk in chunks:
+            queued.append(pool.submit(work, chunk))
+            if len(queued) >= workers * IN_FLIGHT_PER_WORKER:
+                yield queued.popleft().result()
+        while queued:
+            yield queued.popleft().result()
+
+
+# ------------------------------------------------------------------------------------ predict
 
 
 def predict_stream(
@@ -45,37 +113,11 @@ def predict_stream(
     `workers` = 1 preprocesses in this process; more starts that many worker processes.
     Unreadable files become results with `error` set. The 28×28 views the model saw are
     dropped once predicted unless `keep_views`."""
-    pending: list[FileResult] = []
-    for chunk in preprocess_chunks(paths, workers):
-        pending += chunk
-        if len(pending) >= batch_size:
-            yield from _predict(predictor, pending, keep_views)
-            pending = []
-    yield from _predict(predictor, pending, keep_views)
+    finish = functools.partial(_predict, predictor, keep_views=keep_views)
+    return stream(paths, preprocess_chunk, finish, workers=workers, batch_size=batch_size)
 
 
-def preprocess_chunks(paths: Iterable[Path], workers: int = 1) -> Iterator[list[FileResult]]:
-    """The preprocessed files, chunk by chunk in input order (no prediction yet)."""
-    chunks = _chunks(paths, CHUNK)
-    if workers <= 1:
-        yield from map(read_chunk, chunks)
-        return
-    # forkserver: workers start from a clean process, not a copy of the parent's model and
-    # threads (fork after torch has started threads can hang).
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, context, initializer=_one_thread_each) as pool:
-        queued: deque[Future[list[FileResult]]] = deque()
-        for chunk in chunks:
-            queued.append(pool.submit(read_chunk, chunk))
-            if len(queued) >= workers * IN_FLIGHT_PER_WORKER:
-                yield queued.popleft().result()
-        while queued:
-            yield queued.popleft().result()
-
-
-def read_chunk(paths: Sequence[Path]) -> list[FileResult]:
+def preprocess_chunk(paths: Sequence[Path]) -> list[FileResult]:
     """Open and preprocess each file (in a worker process or here)."""
     from digitlab.preprocess import preprocess_path
 
@@ -88,6 +130,117 @@ def read_chunk(paths: Sequence[Path]) -> list[FileResult]:
             continue
         results.append(FileResult(path, view=preprocessed.pixels, reason=preprocessed.reason))
     return results
+
+
+def _predict(predictor: Predictor, results: list[FileResult], keep_views: bool) -> list[FileResult]:
+    views = [r.view for r in results if r.view is not None]
+    if not views:
+        return results
+    predictions = iter(predictor.predict_tensor(torch.stack(views)))
+    return [
+        replace(r, prediction=next(predictions), view=r.view if keep_views else None)
+        if r.view is not None
+        else r
+        for r in results
+    ]
+
+
+# --------------------------------------------------------------------------------------- read
+
+
+def read_stream(
+    predictor: Predictor,
+    paths: Iterable[Path],
+    *,
+    workers: int = 1,
+    batch_size: int = BATCH,
+) -> Iterator["Reading"]:
+    """Read the number in each of `paths`, yielding one `Reading` per file in input order.
+
+    `workers` = 1 does everything in this process; more starts that many worker processes,
+    each of which loads its own CPU copy of `predictor`'s checkpoint (one thread) to score the
+    candidate cuts. Unreadable files become readings with `error` set."""
+    scorer: Predictor | WorkerModel = predictor
+    if workers > 1:
+        if predictor.checkpoint is None:
+            raise ConfigError(
+                "reading with workers needs a Predictor.from_checkpoint (each worker loads it)"
+            )
+        scorer = WorkerModel(predictor.checkpoint, predictor.runtime)
+    work = functools.partial(find_digits_chunk, scorer)
+    finish = functools.partial(_read_found, predictor)
+    return stream(paths, work, finish, workers=workers, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """A checkpoint each worker process loads once, on the CPU, when it first needs it."""
+
+    checkpoint: Path
+    runtime: str
+
+    def load(self) -> Predictor:
+        return _load_once(self.checkpoint, self.runtime)
+
+
+@functools.cache
+def _load_once(checkpoint: Path, runtime: str) -> Predictor:
+    return Predictor.from_checkpoint(checkpoint, "cpu", runtime=runtime)
+
+
+@dataclass(frozen=True)
+class _FoundFile:
+    """One file's digits as `find_digits` cut them out, as arrays (a tensor would cross the
+    process boundary as shared memory of its own, costly for thousands of small ones)."""
+
+    path: Path
+    views: list[np.ndarray]  # (1, 28, 28) each
+    boxes: list[tuple[int, int, int, int]]
+    reason: str | None = None  # no digits, and why
+    error: str | None = None  # the file could not be read
+
+    def found(self) -> "FoundDigits | str":
+        """What `find_digits` gave for this (readable) file."""
+        if self.reason is not None:
+            return self.reason
+        return [(torch.from_numpy(v), box) for v, box in zip(self.views, self.boxes, strict=True)]
+
+
+def find_digits_chunk(scorer: Predictor | WorkerModel, paths: Sequence[Path]) -> list[_FoundFile]:
+    """Open each file and cut its number into digits (in a worker process or here)."""
+    from digitlab.images import open_image
+    from digitlab.read import find_digits
+
+    predictor = scorer.load() if isinstance(scorer, WorkerModel) else scorer
+    found = []
+    for path in paths:
+        try:
+            digits = find_digits(predictor, open_image(path))
+        except DigitlabError as err:
+            found.append(_FoundFile(path, [], [], error=str(err)))
+            continue
+        if isinstance(digits, str):
+            found.append(_FoundFile(path, [], [], reason=digits))
+            continue
+        views = [view.numpy() for view, _ in digits]
+        found.append(_FoundFile(path, views, [box for _, box in digits]))
+    return found
+
+
+def _read_found(predictor: Predictor, found: list[_FoundFile]) -> list["Reading"]:
+    """Read the digits of a batch of files in one forward pass."""
+    from digitlab.read import Reading, read_found
+
+    read = iter(read_found(predictor, [f.found() for f in found if f.error is None]))
+    return [
+        Reading(f.path, None, [], None, error=f.error)
+        if f.error is not None
+        else replace(next(read), path=f.path)
+        for f in found
+    ]
+
+
+# ------------------------------------------------------------------------------- JSONL output
 
 
 def jsonl_line(result: FileResult) -> str:
@@ -151,19 +304,6 @@ def merge_parts(out: Path, world_size: int, *, append: bool) -> int:
                     count += 1
             part.unlink()
     return count
-
-
-def _predict(predictor: Predictor, results: list[FileResult], keep_views: bool) -> list[FileResult]:
-    views = [r.view for r in results if r.view is not None]
-    if not views:
-        return results
-    predictions = iter(predictor.predict_tensor(torch.stack(views)))
-    return [
-        replace(r, prediction=next(predictions), view=r.view if keep_views else None)
-        if r.view is not None
-        else r
-        for r in results
-    ]
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:

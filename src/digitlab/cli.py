@@ -11,9 +11,10 @@ arrives here as a `DigitlabError` and leaves as one line on stderr with a non-ze
 """
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -554,13 +555,14 @@ def _add_predict(commands: Any) -> None:
     _add_bulk_reading(predict)
 
 
-def _add_bulk_reading(parser: argparse.ArgumentParser) -> None:
-    """Flags for reading large folders (also under torchrun, one shard of the files per rank)."""
+def _add_bulk_reading(
+    parser: argparse.ArgumentParser,
+    workers: str = "decode and clean images in N parallel processes (the model runs in this one)",
+) -> None:
+    """Flags for reading large folders (also under torchrun, one shard of the files per rank);
+    `workers` says what the worker processes do."""
     bulk = parser.add_argument_group("large folders")
-    bulk.add_argument(
-        "--workers", type=_positive_int, default=1, metavar="N",
-        help="decode and clean images in N parallel processes (the model runs in this one)",
-    )  # fmt: skip
+    bulk.add_argument("--workers", type=_positive_int, default=1, metavar="N", help=workers)
     bulk.add_argument(
         "--jsonl", action="store_true",
         help="stream one JSON line per file as soon as it is read (memory stays flat)",
@@ -607,7 +609,7 @@ def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
     _check_bulk_flags(args)
     paths = expand_paths(args.paths)
     if args.jsonl:
-        return _predict_jsonl(args, predictor, paths)
+        return _stream_jsonl(args, paths, functools.partial(predict_stream, predictor))
     show_bar = len(paths) > 50 and not (args.json or args.csv)
     stream = predict_stream(
         predictor, paths, workers=args.workers, keep_views=args.show is not None
@@ -636,19 +638,15 @@ def _check_bulk_flags(args: argparse.Namespace) -> None:
         raise ConfigError("--jsonl streams its own output; drop --json, --csv and --show")
 
 
-def _predict_jsonl(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> int:
-    """Stream JSON lines to stdout or --out; under torchrun each rank reads its shard."""
+def _stream_jsonl(
+    args: argparse.Namespace, paths: list[Path], stream: Callable[..., Iterable[Any]]
+) -> int:
+    """Stream JSON lines to stdout or --out; under torchrun each rank reads its shard.
+    `stream(paths, workers=N)` yields one result (with `to_dict` and `error`) per path."""
     from contextlib import nullcontext
 
     from digitlab import distributed
-    from digitlab.bulk import (
-        done_paths,
-        drop_partial_last_line,
-        jsonl_line,
-        merge_parts,
-        part_path,
-        predict_stream,
-    )
+    from digitlab.bulk import done_paths, drop_partial_last_line, jsonl_line, merge_parts, part_path
     from digitlab.errors import ConfigError
 
     if args.skip_done is not None:
@@ -668,8 +666,7 @@ def _predict_jsonl(args: argparse.Namespace, predictor: Any, paths: list[Path]) 
             drop_partial_last_line(args.out)
         failed = 0
         with open(target, mode) if target is not None else nullcontext(sys.stdout) as out:
-            for result in predict_stream(predictor, distributed.shard(paths, session),
-                                         workers=args.workers):  # fmt: skip
+            for result in stream(distributed.shard(paths, session), workers=args.workers):
                 out.write(jsonl_line(result))
                 failed += result.error is not None
         if session.is_distributed:
@@ -798,16 +795,22 @@ def _add_read(commands: Any) -> None:
         metavar="DIR",
         help="write each image to DIR with the digits' boxes and probabilities drawn on it",
     )
+    _add_bulk_reading(
+        read,
+        workers="open, clean and cut the numbers into digits in N parallel processes, each "
+        "with a CPU copy of the model to score the cuts (the digits are read in this one)",
+    )
 
 
 def _run_read(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from digitlab.bulk import read_stream
     from digitlab.errors import ConfigError
     from digitlab.predict import Predictor, expand_paths
-    from digitlab.read import read_paths
     from digitlab.runs import resolve_checkpoint
 
+    _check_bulk_flags(args)
     paths = expand_paths(args.paths)
     if not paths:
         raise ConfigError(f"no image files in {' '.join(args.paths)}")
@@ -816,9 +819,11 @@ def _run_read(args: argparse.Namespace) -> int:
         checkpoint, args.device, runtime=args.runtime, **_rejection_options(args)
     )
     _note_missing(predictor)
+    if args.jsonl:
+        return _stream_jsonl(args, paths, functools.partial(read_stream, predictor))
     show_bar = len(paths) > 50 and not (args.json or args.csv)
-    with tqdm(total=len(paths), unit="image", disable=not show_bar, leave=False) as bar:
-        readings = read_paths(predictor, paths, on_progress=bar.update)
+    stream = read_stream(predictor, paths, workers=args.workers)
+    readings = list(tqdm(stream, total=len(paths), unit="image", disable=not show_bar, leave=False))
     if args.show is not None:
         _draw_readings(readings, args.show)
     if args.json:

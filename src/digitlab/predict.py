@@ -58,12 +58,17 @@ class Predictor:
         *,
         rejector: nn.Module | None = None,
         reject_threshold: float | None = None,
+        checkpoint: Path | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.model = model.eval()
         self.metadata = metadata
         self.device = device
         self.rejector = rejector.to(device).eval() if rejector is not None else None
         self.reject_threshold = reject_threshold
+        # Where the model came from, so that worker processes can load copies of their own.
+        self.checkpoint = checkpoint
+        self.runtime = runtime
 
     @classmethod
     def from_checkpoint(
@@ -99,7 +104,10 @@ class Predictor:
         threshold = reject_threshold if reject_threshold is not None else threshold_of(metadata)
         if rejector is None or threshold is None:
             rejector, threshold = None, None
-        return cls(model, metadata, torch_device, rejector=rejector, reject_threshold=threshold)
+        return cls(
+            model, metadata, torch_device, rejector=rejector, reject_threshold=threshold,
+            checkpoint=path, runtime=runtime,
+        )  # fmt: skip
 
     @property
     def model_name(self) -> str:

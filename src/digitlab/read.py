@@ -26,6 +26,8 @@ DIGIT_LOG_ASPECT_SPREADS = torch.tensor([0.2, 0.46, 0.22, 0.21, 0.21, 0.26, 0.22
 
 
 NOT_A_DIGIT_MARK = "?"
+# What `find_digits` gives for a picture: each digit's (1, 28, 28) view and its box, x y w h.
+FoundDigits = list[tuple[torch.Tensor, tuple[int, int, int, int]]]
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,12 @@ def read_image(predictor: Predictor, image: Image.Image) -> Reading:
 
 def read_images(predictor: Predictor, images: Sequence[Image.Image]) -> list[Reading]:
     """The number in each picture; the digits of all of them share one forward pass."""
-    found = [_find_digits(predictor, image) for image in images]
+    return read_found(predictor, [find_digits(predictor, image) for image in images])
+
+
+def read_found(predictor: Predictor, found: Sequence[FoundDigits | str]) -> list[Reading]:
+    """The readings of pictures whose digits `find_digits` has found (or said why there are
+    none), with every digit of them in one forward pass. `path` is left None."""
     views = [view for item in found if not isinstance(item, str) for view, _ in item]
     predictions = iter(predictor.predict_tensor(torch.stack(views)) if views else [])
     readings = []
@@ -122,10 +129,9 @@ def read_paths(
     return readings
 
 
-def _find_digits(
-    predictor: Predictor, image: Image.Image
-) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]] | str:
-    """(MNIST view, box in the image's pixels) of each digit, left to right; or why none."""
+def find_digits(predictor: Predictor, image: Image.Image) -> FoundDigits | str:
+    """(MNIST view, box in the image's pixels) of each digit, left to right; or why none.
+    The model only scores candidate cuts here; `read_found` reads the digits."""
     from digitlab.preprocess import find_ink, ink_to_mnist
     from digitlab.segment import segment
 

@@ -1,4 +1,4 @@
-"""Fuzz `/predict` and `/read` from the app's own OpenAPI schema with schemathesis.
+"""Fuzz `/predict`, `/read` and `/explain` from the app's own OpenAPI schema with schemathesis.
 
 Requests generated to fit the documented request body must be answered (200); requests
 generated to break it must be refused with a 4xx; no request may cause a 5xx; every answer
@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from digitlab.serve import create_app
 
-FUZZED_PATHS = ["/predict", "/read"]
+FUZZED_PATHS = ["/predict", "/read", "/explain"]
 EXAMPLES_PER_OPERATION = 50
 # What a 422 for a body that fits the schema may be about: the content of the image.
 IMAGE_CONTENT_PROBLEMS = ("not an image", "is empty", "truncated or corrupt", "more than")

@@ -290,3 +290,41 @@ def test_api_docs_render_offline(browser: playwright.Browser, server_url: str) -
         assert elsewhere == []
     finally:
         page.close()
+
+
+def view_pixels(page: playwright.Page) -> list[int]:
+    """The 28×28 view's RGBA bytes, as shown on the page."""
+    return page.evaluate(
+        """() => Array.from(
+            document.getElementById("view").getContext("2d").getImageData(0, 0, 28, 28).data
+        )"""
+    )
+
+
+def test_why_toggle_overlays_the_heat_map_on_the_view(page: playwright.Page, mnist: MNIST) -> None:
+    expect = playwright.expect
+    trace_digit(page, mnist.test_images[0].numpy())  # a 7
+    page.click("#predict")
+    expect(page.locator("#prediction")).to_have_text("7")
+    plain = np.array(view_pixels(page)).reshape(28, 28, 4)
+    assert (plain[..., 0] == plain[..., 1]).all()  # grey only
+    expect(page.locator("#why-note")).to_be_hidden()
+
+    page.check("#why")
+    expect(page.locator("#why-note")).to_contain_text("made it a 7")
+    tinted = np.array(view_pixels(page)).reshape(28, 28, 4)
+    coloured = (tinted[..., 0] != tinted[..., 2]) | (tinted[..., 1] != tinted[..., 2])
+    ink = plain[..., 0] > 0
+    assert coloured.sum() > 0.3 * ink.sum()  # much of the ink is tinted red or blue
+    assert not (coloured & ~ink).any()  # and nothing off the ink: no ink, no attribution
+
+    page.uncheck("#why")
+    expect(page.locator("#why-note")).to_be_hidden()
+    assert view_pixels(page) == plain.flatten().tolist()  # the plain view again
+    page.click("#clear")
+    page.check("#why")
+    expect(page.locator("#why-note")).to_be_hidden()  # nothing to explain on an empty page
+    page.locator("#canvas").scroll_into_view_if_needed()  # the toggle is below it, off screen
+    trace_digit(page, mnist.test_images[1].numpy())  # a 2: with the toggle on, explained at once
+    page.click("#predict")
+    expect(page.locator("#why-note")).to_contain_text("made it a 2")

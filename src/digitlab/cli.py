@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_predict,
         _add_read,
+        _add_explain,
         _add_serve,
         _add_export,
         _add_models,
@@ -760,6 +761,112 @@ def _draw_readings(readings: Sequence[Any], folder: Path) -> None:
         said = f"read {r.text}" if r.text is not None else "no digits found"
         name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
         plot_reading(open_image(r.path), r.digits, f"{r.path.name}: {said}", folder / name)
+
+
+# ------------------------------------------------------------------------------------- explain
+
+
+def _add_explain(commands: Any) -> None:
+    explain = _command(
+        commands,
+        "explain",
+        _run_explain,
+        "show which pixels drove the answer and the runner-up (Integrated Gradients heat maps)",
+    )
+    explain.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
+    explain.add_argument("--index", type=int, help="instead of files: an MNIST test-set index")
+    explain.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help="default: newest run")
+    explain.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the PNG heat maps"
+    )
+    explain.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _add_json(explain, "what was written, the answer, the runner-up and each map's numbers")
+    _add_data_dir(explain)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from digitlab.errors import ConfigError
+    from digitlab.explain import check_explainable
+    from digitlab.predict import Predictor
+    from digitlab.runs import resolve_checkpoint
+
+    if (args.index is None) == (not args.paths):
+        raise ConfigError(
+            "give image paths or --index N (an MNIST test image), not both or neither"
+        )
+    predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device)
+    check_explainable(predictor.model)
+    if args.index is not None:
+        entries = [_explain_index(args, predictor)]
+    else:
+        entries = _explain_files(args, predictor)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    failed = [entry for entry in entries if entry["image"] is None]
+    for entry in failed:
+        problem = entry["error"] or f"nothing to explain in {entry['path']}: {entry['reason']}"
+        print(f"digitlab: skipped {problem}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def _explain_index(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
+    from digitlab.data import load_mnist, to_float
+    from digitlab.errors import ConfigError
+    from digitlab.explain import explain_view
+
+    mnist = load_mnist(args.data_dir)
+    count = len(mnist.test_images)
+    if not 0 <= args.index < count:
+        raise ConfigError(f"--index must be between 0 and {count - 1}, not {args.index}")
+    label = int(mnist.test_labels[args.index])
+    explanation = explain_view(predictor, to_float(mnist.test_images[args.index][None])[0])
+    name = f"test #{args.index} (true {label})"
+    image = _write_explanation(explanation, name, args.out / f"test-{args.index:05d}.png")
+    _say_explained(args, image, explanation)
+    return {"index": args.index, "label": label, "image": str(image)} | explanation.summary()
+
+
+def _explain_files(args: argparse.Namespace, predictor: Any) -> list[dict[str, Any]]:
+    from digitlab.explain import explain_paths
+    from digitlab.predict import expand_paths
+
+    entries = []
+    for i, item in enumerate(explain_paths(predictor, expand_paths(args.paths))):
+        entry = {
+            "path": str(item.path),
+            "image": None,
+            "reason": item.result.reason,
+            "error": item.result.error,
+        }
+        if item.explanation is None:
+            entries.append(entry)
+            continue
+        name = f"{i:04d}-{item.path.stem}.png"  # numbered: two inputs may share a file name
+        image = _write_explanation(item.explanation, item.path.name, args.out / name)
+        _say_explained(args, image, item.explanation)
+        entries.append(entry | {"image": str(image)} | item.explanation.summary())
+    return entries
+
+
+def _write_explanation(explanation: Any, name: str, path: Path) -> Path:
+    from digitlab.plots import plot_heat_maps
+
+    answer, runner_up = explanation.answer, explanation.runner_up
+    maps = [
+        (f"for {answer.digit} ({answer.probability:.1%})", answer.map),
+        (f"for {runner_up.digit}, runner-up ({runner_up.probability:.1%})", runner_up.map),
+    ]
+    return plot_heat_maps(explanation.view, maps, f"{name}: predicted {answer.digit}", path)
+
+
+def _say_explained(args: argparse.Namespace, image: Path, explanation: Any) -> None:
+    if args.json:
+        return
+    answer, runner_up = explanation.answer, explanation.runner_up
+    print(
+        f"wrote {image}: {answer.digit} ({answer.probability:.1%}), "
+        f"runner-up {runner_up.digit} ({runner_up.probability:.1%})"
+    )
 
 
 # --------------------------------------------------------------------------------------- serve

@@ -33,6 +33,9 @@ TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 MAX_LABELLED_EPOCHS = 20  # up to this many epochs, every one gets a tick
 READING_INCHES = 8.0  # the longer side of an image drawn by `plot_reading`
 BOX_COLOR = "#d62728"  # boxes around the digits read, red on any paper
+HEAT = "RdBu_r"  # attribution maps: red for the class, blue against it, white for nothing
+OUTLINE_LEVEL = 0.5  # the strokes are outlined where the view is this bright (of 1)
+OUTLINE_COLOR = "#444444"
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], out_dir: Path) -> list[Path]:
@@ -191,6 +194,35 @@ def plot_original_and_view(
     else:
         _draw_digit(right, view[0] if view.dim() == 3 else view)
         right.set_title("what the model saw (28×28)", fontsize=9)
+    return _save(figure, path)
+
+
+def plot_heat_maps(
+    view: torch.Tensor, maps: Sequence[tuple[str, torch.Tensor]], title: str, path: Path
+) -> Path:
+    """The 28×28 view, then each (heading, signed 28×28 map) with the strokes outlined on it.
+
+    Each map is scaled by its own strongest pixel: a confident answer's map is faint next to a
+    runner-up that the ink argues hard against, and on one shared scale it would wash out.
+    """
+    pixels = (view[0] if view.dim() == 3 else view).detach().cpu().float()
+    figure = Figure(figsize=(2.4 * (len(maps) + 1) + 0.8, 3.0), layout="constrained")
+    figure.suptitle(title, fontsize=11)
+    view_axes, *map_axes = figure.subplots(1, len(maps) + 1)
+    _draw_digit(view_axes, pixels)
+    view_axes.set_title("what the model saw", fontsize=9)
+    for axes, (heading, heat) in zip(map_axes, maps, strict=True):
+        values = heat.detach().cpu().float()
+        strongest = max(float(values.abs().max()), 1e-12)  # an all-zero map stays white
+        shown = axes.imshow(
+            (values / strongest).numpy(), cmap=HEAT, vmin=-1, vmax=1, interpolation="nearest"
+        )
+        axes.contour(pixels.numpy(), levels=[OUTLINE_LEVEL], colors=OUTLINE_COLOR, linewidths=0.6)
+        axes.set_title(heading, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    colorbar = figure.colorbar(shown, ax=map_axes, shrink=0.8, ticks=[-1, 0, 1])
+    colorbar.ax.set_yticklabels(["against", "0", "for"], fontsize=8)
     return _save(figure, path)
 
 

@@ -135,6 +135,53 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(description="time spent in the server on this request")
 
 
+# 28 rows of 28 numbers; the lengths are part of the OpenAPI schema (minItems = maxItems = 28).
+Row = Annotated[list[float], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]
+Map = Annotated[list[Row], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]
+
+
+class ClassMap(BaseModel):
+    """One class's Integrated Gradients map over `view`."""
+
+    digit: int
+    probability: float
+    map: Map = Field(
+        description="28 rows of 28 signed numbers, unnormalised, row by row as in `view`: how "
+        "much each pixel raised (> 0) or lowered (< 0) the model's log-probability of `digit`, "
+        "from an empty (all black) 28×28 to `view`. Pixels without ink are exactly 0."
+    )
+    total: float = Field(
+        description="the map's sum: log p(digit | view) - log p(digit | empty image), "
+        "within `delta`"
+    )
+    delta: float = Field(
+        description="the map's sum minus the exact change in log-probability: the error of "
+        "the integral's approximation"
+    )
+
+
+class ExplainResponse(BaseModel):
+    """The answer and the runner-up, each with its map; or `digit: null` and the `reason`."""
+
+    digit: int | None = Field(
+        default=None, description="the most likely digit; null when none was found"
+    )
+    probability: float | None = Field(default=None, description="the probability of `digit`")
+    reason: str | None = Field(
+        default=None, description="why there is no digit; null when there is one"
+    )
+    view: list[list[int]] | None = Field(
+        default=None, description="the 28×28 input the model saw, 0-255, white ink on black"
+    )
+    answer: ClassMap | None = Field(default=None, description="the map of `digit`")
+    runner_up: ClassMap | None = Field(
+        default=None, description="the map of the second most likely digit"
+    )
+    method: str = Field(description='how the maps were made: "integrated gradients"')
+    model: str = Field(description="the network's name, e.g. lenet")
+    latency_ms: float = Field(description="time spent in the server on this request")
+
+
 class ReadDigitResponse(BaseModel):
     """One digit found in the image."""
 

@@ -54,6 +54,7 @@ function clearAll() {
   pen.fillStyle = INK;
   overlay.clearRect(0, 0, canvas.width, canvas.height);
   view.clearRect(0, 0, 28, 28);
+  explainView(null);
   predictionBox.textContent = "";
   statusLine.textContent = "Draw a digit, then press Predict.";
   readingBox.textContent = "";
@@ -177,6 +178,7 @@ function showAnswer(answer) {
     statusLine.textContent = capitalise(answer.reason);
     showProbabilities(null);
     view.clearRect(0, 0, 28, 28);
+    explainView(null);
     return;
   }
   predictionBox.textContent = String(answer.digit);
@@ -250,7 +252,74 @@ function showView(rows) {
     image.data.set([level, level, level, 255], i * 4);
   });
   view.putImageData(image, 0, 0);
+  explainView(rows);
 }
+
+// --- why this digit: POST /explain's map of the answer, over the view -----------------------
+
+const whyToggle = document.getElementById("why");
+const whyNote = document.getElementById("why-note");
+const FOR = [239, 68, 68]; // red: ink that made the answer
+const AGAINST = [59, 130, 246]; // blue: ink that spoke against it
+let shownView = null; // the 28×28 rows the view shows, or null
+let explanation = null; // /explain's answer for shownView, once it has come
+let latestExplain = 0;
+
+async function explainView(rows) {
+  // Called whenever the view changes (null: emptied). The map is fetched only while the
+  // toggle is on; the view's own pixels are sent, so the map lies exactly over them.
+  const request = ++latestExplain;
+  shownView = rows;
+  explanation = null;
+  drawWhy();
+  if (!rows || !whyToggle.checked) return;
+  whyNote.hidden = false;
+  whyNote.textContent = "Working out why…";
+  const body = JSON.stringify({ pixels: rows });
+  const { ok, answer } = await post("explain", body, { "Content-Type": "application/json" });
+  if (request !== latestExplain) return;
+  if (!ok) {
+    whyNote.textContent = capitalise(answer.detail || "cannot explain this one");
+    return;
+  }
+  explanation = answer;
+  drawWhy();
+}
+
+function drawWhy() {
+  // The view in grey, tinted where the answer's map is strong: red for, blue against. The
+  // square root of each pixel's share of the strongest one: most pixels are weak, and a
+  // linear tint left them looking plain grey.
+  const showing = whyToggle.checked && explanation !== null && explanation.answer !== null;
+  whyNote.hidden = !showing;
+  if (!shownView) return;
+  if (!showing) {
+    if (explanation === null && whyToggle.checked) return; // keep the plain view while waiting
+    const plain = view.createImageData(28, 28);
+    shownView.flat().forEach((level, i) => plain.data.set([level, level, level, 255], i * 4));
+    view.putImageData(plain, 0, 0);
+    return;
+  }
+  const weights = explanation.answer.map.flat();
+  const strongest = Math.max(...weights.map(Math.abs)) || 1;
+  const image = view.createImageData(28, 28);
+  shownView.flat().forEach((level, i) => {
+    const share = Math.sqrt(Math.abs(weights[i]) / strongest);
+    const tint = weights[i] > 0 ? FOR : AGAINST;
+    const mixed = tint.map((channel) => Math.round(level * (1 - share) + channel * share));
+    image.data.set([...mixed, 255], i * 4);
+  });
+  view.putImageData(image, 0, 0);
+  const { answer, runner_up: runnerUp } = explanation;
+  whyNote.textContent =
+    `Red: ink that made it a ${answer.digit}; blue: ink against it. ` +
+    `Runner-up: ${runnerUp.digit} (${(runnerUp.probability * 100).toFixed(1)}%).`;
+}
+
+whyToggle.addEventListener("change", () => {
+  if (whyToggle.checked && shownView && explanation === null) explainView(shownView);
+  else drawWhy();
+});
 
 function capitalise(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);

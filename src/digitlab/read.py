@@ -23,6 +23,10 @@ from digitlab.predict import Predictor
 # set: the median and the standard deviation of its log, for 0-9.
 DIGIT_LOG_ASPECTS = torch.tensor([0.9, 0.39, 0.93, 0.79, 0.79, 0.93, 0.72, 0.77, 0.76, 0.67]).log()
 DIGIT_LOG_ASPECT_SPREADS = torch.tensor([0.2, 0.46, 0.22, 0.21, 0.21, 0.26, 0.22, 0.21, 0.22, 0.21])
+# The shape prior never falls below this: real digits (a 0 or 6 written wide, a slanted font)
+# stray further from MNIST's shapes than its Gaussian allows, and a clearly read whole digit
+# must not lose to slices of it only for its shape. Measured: bench/read_numbers.py.
+MIN_SHAPE_PRIOR = 0.1
 
 
 NOT_A_DIGIT_MARK = "?"
@@ -163,7 +167,8 @@ def _scorer(predictor: Predictor) -> Callable[[Sequence[np.ndarray]], list[float
         probabilities = predictor.predict_probabilities(views)  # (N, 10)
         aspects = torch.tensor([_aspect(patch >= BOX_INK_LEVEL) for patch in patches])
         spread = (aspects.log()[:, None] - DIGIT_LOG_ASPECTS) / DIGIT_LOG_ASPECT_SPREADS
-        return (probabilities * torch.exp(-0.5 * spread**2)).amax(dim=1).tolist()
+        prior = torch.exp(-0.5 * spread**2).clamp(min=MIN_SHAPE_PRIOR)
+        return (probabilities * prior).amax(dim=1).tolist()
 
     return score
 

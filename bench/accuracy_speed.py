@@ -30,7 +30,6 @@ import argparse
 import datetime
 import itertools
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_name  # bench/machine.py, beside this script
 from torch import nn
 
 from digitlab.config import RECIPES, make_config
@@ -192,13 +192,7 @@ def throughputs(model: nn.Module, mnist: MNIST, seconds: float) -> list[float]:
 def machine_line() -> str:
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     date = datetime.date.today().isoformat()
     return (
         f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "

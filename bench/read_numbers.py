@@ -24,7 +24,6 @@ machine in the same run.
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from machine import cpu_name  # noqa: E402  (bench/machine.py, beside this script)
 from number_images import MNIST_KINDS, installed_fonts, make_number_set  # noqa: E402
 from wild_digits import HARD_KINDS, make_hard_set  # noqa: E402
 
@@ -155,13 +155,7 @@ def table(rows: list[list[str]], *, with_tesseract: bool) -> str:
 
 
 def machine_line(predictor: Predictor, checkpoint: Path, tesseract: str | None) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     version = "not run"
     if tesseract:
         done = subprocess.run([tesseract, "--version"], capture_output=True, text=True, check=False)

@@ -601,7 +601,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
-    from tqdm import tqdm
 
     from digitlab.bulk import predict_stream
     from digitlab.predict import expand_paths
@@ -610,19 +609,39 @@ def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
     paths = expand_paths(args.paths)
     if args.jsonl:
         return _stream_jsonl(args, paths, functools.partial(predict_stream, predictor))
-    show_bar = len(paths) > 50 and not (args.json or args.csv)
     stream = predict_stream(
         predictor, paths, workers=args.workers, keep_views=args.show is not None
     )
-    results = list(tqdm(stream, total=len(paths), unit="image", disable=not show_bar, leave=False))
+    return _print_file_results(
+        args, _collect(args, stream, len(paths)), _write_views, _print_csv, _print_table
+    )
+
+
+def _collect(args: argparse.Namespace, stream: Iterable[Any], total: int) -> list[Any]:
+    """Every result of a stream over files, with a progress bar for long runs shown as a table."""
+    from tqdm import tqdm
+
+    show_bar = total > 50 and not (args.json or args.csv)
+    return list(tqdm(stream, total=total, unit="image", disable=not show_bar, leave=False))
+
+
+def _print_file_results(
+    args: argparse.Namespace,
+    results: Sequence[Any],
+    draw: Callable[[Sequence[Any], Path], None],
+    print_csv: Callable[[Sequence[Any]], None],
+    print_table: Callable[[Sequence[Any]], None],
+) -> int:
+    """What `predict` and `read` do with their results: --show, --json, --csv or a table, and
+    one line on stderr per unreadable file (which makes the exit code 1)."""
     if args.show is not None:
-        _write_views(results, args.show)
+        draw(results, args.show)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif args.csv:
-        _print_csv(results)
+        print_csv(results)
     else:
-        _print_table(results)
+        print_table(results)
     failed = [r for r in results if r.error]
     for result in failed:
         print(f"digitlab: skipped {result.error}", file=sys.stderr)
@@ -803,7 +822,6 @@ def _add_read(commands: Any) -> None:
 
 
 def _run_read(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from digitlab.bulk import read_stream
     from digitlab.errors import ConfigError
@@ -821,21 +839,11 @@ def _run_read(args: argparse.Namespace) -> int:
     _note_missing(predictor)
     if args.jsonl:
         return _stream_jsonl(args, paths, functools.partial(read_stream, predictor))
-    show_bar = len(paths) > 50 and not (args.json or args.csv)
     stream = read_stream(predictor, paths, workers=args.workers)
-    readings = list(tqdm(stream, total=len(paths), unit="image", disable=not show_bar, leave=False))
-    if args.show is not None:
-        _draw_readings(readings, args.show)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in readings], indent=2))
-    elif args.csv:
-        _print_readings_csv(readings)
-    else:
-        _print_readings(readings)
-    failed = [r for r in readings if r.error]
-    for reading in failed:
-        print(f"digitlab: skipped {reading.error}", file=sys.stderr)
-    return EXIT_ERROR if failed else 0
+    return _print_file_results(
+        args, _collect(args, stream, len(paths)), _draw_readings, _print_readings_csv,
+        _print_readings,
+    )  # fmt: skip
 
 
 def _digits_text(reading: Any, separator: str, probability: str) -> str:

@@ -1,5 +1,6 @@
 """Training: reproducibility, bitwise resume after Ctrl-C, the seed recipe, failure modes."""
 
+import importlib
 import os
 import signal
 from dataclasses import asdict, replace
@@ -140,7 +141,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
     config = make_config("default", **QUICK)
     result_model = None
 
-    from digitlab import train as train_module
+    # The module, not `digitlab.train` (which the package exports as the function).
+    train_module = importlib.import_module("digitlab.train")
 
     original_start = train_module._Training.start
 

@@ -87,6 +87,15 @@ MAX_DIGIT_FILL = 0.75
 BOX_INK_LEVEL = 0.25
 # Output pixels resampled around the box on each side, for the soft edges outside it.
 EDGE_MARGIN = 2
+# Hollow strokes (an outline font, a pen stroke traced twice): closing the strokes with a disc
+# this wide (fraction of the digit's height) fills the thin gap between the two lines of each
+# stroke, but no loop of a 0, 6, 8 or 9, which are wider. The strokes count as hollow when the
+# closing adds more than HOLLOW_SHARE of their area: on 1,200 MNIST test digits drawn as photos
+# (wild, tight, blurred, low-res) it adds at most 0.39 (99% under 0.24), on digits typed in the
+# outline font femkeklaver at least 0.35 (95% over 0.45). Strokes are ink above HOLLOW_INK_LEVEL.
+HOLLOW_CLOSING = 0.15
+HOLLOW_SHARE = 0.4
+HOLLOW_INK_LEVEL = 0.3
 
 
 @dataclass(frozen=True)
@@ -392,8 +401,10 @@ def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
     """One digit's ink (0-1, paper 0, any size) → (28, 28) float32 MNIST format.
 
-    Crop to the ink, scale the longest side to 20 px, centre of mass at the centre of 28×28.
+    Hollow strokes are filled first; then crop to the ink, scale the longest side to 20 px,
+    centre of mass at the centre of 28×28.
     """
+    ink = fill_hollow_strokes(ink)
     left, top, right, bottom = _bounding_box(ink >= min(BOX_INK_LEVEL, float(ink.max())))
     scale = BOX_SIZE / max(right - left, bottom - top)
     # Resample a little beyond the box so the faint edges outside it come along; pad with
@@ -408,6 +419,32 @@ def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
         (width, height), Image.Resampling.LANCZOS, box=box
     )
     return _paste_centred(np.clip(np.asarray(patch, dtype=np.float32), 0.0, 1.0))
+
+
+def fill_hollow_strokes(ink: np.ndarray) -> np.ndarray:
+    """The ink with the inside of hollow strokes filled, when its strokes are hollow; else the
+    ink unchanged.
+
+    An outlined stroke is two thin parallel lines around a gap; shrunk to MNIST's 20 px, every
+    such digit looks like a mess of loops and reads as an 8. This is done here, on one digit's
+    ink, rather than on the whole picture or in segmentation, because "thin" is relative to the
+    digit's height, which only one digit's ink tells; and every path to the model (a single
+    digit, the parts segmentation scores, the digits read) passes through here.
+    """
+    import cv2
+
+    strokes = (ink >= HOLLOW_INK_LEVEL).astype(np.uint8)
+    rows = np.flatnonzero(strokes.any(axis=1))
+    if rows.size == 0:
+        return ink
+    diameter = max(3, round(HOLLOW_CLOSING * (rows[-1] - rows[0] + 1)) | 1)  # odd, >= 3
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
+    # Padded so that strokes near the edge close as they would in the open.
+    padded = np.pad(strokes, diameter)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc)[diameter:-diameter, diameter:-diameter]
+    if int(closed.sum()) - int(strokes.sum()) <= HOLLOW_SHARE * int(strokes.sum()):
+        return ink
+    return np.maximum(ink, closed.astype(ink.dtype))
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -51,6 +51,12 @@ CENTRE = 14.0
 WORKING_SIZE = 512
 # The paper is fitted to one level per block, in a grid this many blocks across.
 PAPER_GRID = 16
+# The paper's curvature (coefficients of u², uv, v² with u, v in [-1, 1]) weighs in the fit as
+# much as this many blocks' squared misfits: little beside a full grid of paper blocks, but it
+# keeps the surface from bending into a stroke where paper shows only along two edges (a tight
+# crop of a narrow 1). Tight crops read right (bench/read_numbers.py --kinds tight): 95.5% with
+# no penalty, 96% at 1, 98% at 10, 97.5% at 30.
+CURVATURE_PENALTY = 10.0
 # Rounds of rejecting blocks that are ink and fitting the paper again.
 PAPER_FIT_ROUNDS = 4
 # Light ink must cover less of the picture than this (MNIST digits cover about 20%).
@@ -203,7 +209,7 @@ def _fit_paper(grey: np.ndarray, quantile: float, ink_side: int = 0) -> np.ndarr
     for _ in range(PAPER_FIT_ROUNDS):
         if inliers.sum() < basis.shape[1]:
             break
-        coefficients = np.linalg.lstsq(basis[inliers], levels[inliers], rcond=None)[0]
+        coefficients = _least_squares(basis[inliers], levels[inliers])
         residual = levels - basis @ coefficients
         tolerance = _tolerance(residual[inliers])
         kept = residual * ink_side <= tolerance if ink_side else np.abs(residual) <= tolerance
@@ -213,6 +219,18 @@ def _fit_paper(grey: np.ndarray, quantile: float, ink_side: int = 0) -> np.ndarr
     if coefficients is None:  # too few blocks to fit a surface: assume even lighting
         return np.full(grey.shape, _median(levels), dtype=np.float32)
     return _evaluate_quadratic(coefficients, grey.shape)
+
+
+def _least_squares(basis: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The quadratic's coefficients, its curvature held back by CURVATURE_PENALTY.
+
+    Where paper shows only along two edges (a narrow 1 cropped tightly), plain least squares
+    may bend the surface down into the stroke between them, and the stroke becomes paper.
+    """
+    curvature = np.sqrt(CURVATURE_PENALTY) * np.eye(basis.shape[1])[3:]  # the u², uv, v² terms
+    augmented = np.concatenate([basis, curvature])
+    targets = np.concatenate([levels, np.zeros(len(curvature), levels.dtype)])
+    return np.linalg.lstsq(augmented, targets, rcond=None)[0]
 
 
 def _tolerance(residual: np.ndarray) -> float:

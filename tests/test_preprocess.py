@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wild_digits import make_wild_image
+from wild_digits import make_outlined, make_tight_crop, make_wild_image
 
 from digitlab.errors import DigitlabError, ImageError
 from digitlab.preprocess import (
     MAX_BYTES,
     Preprocessed,
+    fill_hollow_strokes,
+    find_ink,
     open_image,
     preprocess_image,
     preprocess_path,
@@ -189,6 +191,66 @@ def test_tightly_cropped_digit_with_ink_up_to_the_edges(digits):
         crop = photo.crop((cols[0] * 4, rows[0] * 4, (cols[-1] + 1) * 4, (rows[-1] + 1) * 4))
         correlations.append(correlation(pixels_of(preprocess_image(crop)), digit))
     assert np.mean(correlations) > 0.9  # measured 0.95
+
+
+def test_tight_crops_of_narrow_ones_keep_their_strokes(mnist):
+    """A 1 cropped to its ink is mostly stroke edge: neither the noise estimate nor the paper
+    surface may take the stroke for paper. Measured: 90 of 100 found (before: 66)."""
+    ones = mnist.test_images[mnist.test_labels == 1][:60].numpy()
+    rng = np.random.default_rng(0)
+    results = [preprocess_image(make_tight_crop(one, rng)) for one in ones]
+    found = [r for r in results if r.pixels is not None]
+    assert len(found) >= 0.8 * len(ones)
+    correlations = [
+        correlation(pixels_of(r), one)
+        for r, one in zip(results, ones, strict=True)
+        if r.pixels is not None
+    ]
+    assert np.mean(correlations) > 0.8
+
+
+def test_outlined_strokes_are_filled_back_into_solid_strokes(digits):
+    """Each stroke drawn as two thin lines (an outline font, a pen traced twice) comes back
+    close to the digit. Measured: 0.78 mean correlation; 0.60 without the filling."""
+    rng = np.random.default_rng(0)
+    correlations = [
+        correlation(pixels_of(preprocess_image(make_outlined(digit, rng))), digit)
+        for digit in digits[:100]
+    ]
+    assert np.mean(correlations) > 0.72
+
+
+def digit_ink(image: Image.Image) -> np.ndarray:
+    """The ink map of a picture holding one digit and nothing else (no specks), 0-1."""
+    found = find_ink(image)
+    assert not isinstance(found, str), found
+    return found.ink
+
+
+def test_loops_of_0_6_8_9_are_never_filled(mnist):
+    """Solid strokes are left alone, however small a digit's loops are."""
+    images, labels = mnist.test_images[:400].numpy(), mnist.test_labels[:400].numpy()
+    looped = images[np.isin(labels, [0, 6, 8, 9])]
+    rng = np.random.default_rng(0)
+    for digit in looped:
+        ink = digit_ink(make_wild_image(digit, rng, specks=0))
+        assert fill_hollow_strokes(ink) is ink
+
+
+def test_an_outlined_0_keeps_its_loop_open(mnist):
+    """Filling an outlined 0's strokes leaves the hole in its middle: the centre stays dark."""
+    zeros = mnist.test_images[mnist.test_labels == 0][:30].numpy()
+    rng = np.random.default_rng(0)
+    hollow, centres = 0, []
+    for zero in zeros:
+        image = make_outlined(zero, rng)
+        ink = digit_ink(image)
+        hollow += fill_hollow_strokes(ink) is not ink
+        centres.append(float(pixels_of(preprocess_image(image))[12:16, 12:16].mean()))
+    print(f"{hollow} of {len(zeros)} outlined 0s filled; centre levels {np.round(centres, 2)}")
+    assert hollow >= 0.7 * len(zeros)  # measured 24 of 30
+    assert np.median(centres) < 0.2
+    assert np.mean(np.array(centres) < 0.3) >= 0.9
 
 
 def test_large_photo_is_read_at_a_working_size(digits):

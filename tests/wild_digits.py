@@ -204,3 +204,17 @@ def make_low_resolution(digit: np.ndarray, rng: np.random.Generator) -> Image.Im
     zoom = rng.uniform(*LOWRES_ZOOM)
     size = (round(small.width * zoom), round(small.height * zoom))
     return small.resize(size, Image.Resampling.BICUBIC)
+
+
+def make_outlined(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A photo of the digit drawn hollow, as an outline font or a pen stroke traced twice:
+    each stroke is two thin lines (about one MNIST pixel wide) around an empty inside."""
+    style = dataclasses.replace(random_style(rng), scale=float(rng.uniform(3.0, 6.0)), specks=0)
+    side = round(MNIST_SIZE * style.scale)
+    enlarged = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+    strokes = (enlarged >= 128).astype(np.uint8)
+    radius = max(1, round(style.scale / 2))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    outline = cv2.dilate(strokes, disc) - cv2.erode(strokes, disc)
+    margin = round(side * 0.3)
+    return render_coverage(np.pad(outline.astype(np.float64), margin), style, rng)

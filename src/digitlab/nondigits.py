@@ -372,7 +372,7 @@ DIGIT_HEIGHT = 20  # an MNIST digit's height in its 28×28 box
 PAIR_GAPS = (-0.15, 0.25)
 PAIR_WOBBLE = 2  # the second digit sits up to this many pixels higher or lower
 # How much of the neighbour a "digit and part of the next" holds (fraction of its width).
-NEIGHBOUR_PART = (0.3, 0.7)
+NEIGHBOUR_PART = (0.25, 0.75)
 # A seam cuts a digit this far across its ink (fraction of the width), vertical or slanted by
 # up to MAX_SEAM_SLOPE columns per row.
 SLICE_SPAN = (0.2, 0.8)
@@ -391,20 +391,28 @@ STUB_WIDTH = (0.03, 0.1)
 
 def digit_pairs(digits: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` pairs of digits side by side, overlapping, touching or close, as one part:
-    (count, 28, 28). Half of them hold only part of the second digit (a cut in the wrong
-    place: one digit and a piece of its neighbour), in either order."""
+    (count, 28, 28). A third are two whole digits, a third a digit and part of its neighbour
+    (either side), a third the end of one digit and the start of the next: what a cut in the
+    wrong place gives."""
     pairs = []
-    for _ in range(count):
+    for k in range(count):
         first, second = (_ink_columns(digits[i]) for i in rng.choice(len(digits), 2))
-        if rng.uniform() < 0.5:
-            keep = max(1, round(second.shape[1] * rng.uniform(*NEIGHBOUR_PART)))
-            second = second[:, :keep] if rng.uniform() < 0.5 else second[:, -keep:]
+        if k % 3 == 1:  # a whole digit and part of a neighbour, either way round
+            second = _part(second, rng, start=rng.uniform() < 0.5)
             if rng.uniform() < 0.5:
                 first, second = second, first
+        elif k % 3 == 2:  # the end of one digit, the start of the next
+            first, second = _part(first, rng, start=False), _part(second, rng, start=True)
         gap = rng.uniform(*PAIR_GAPS) * DIGIT_HEIGHT
         wobble = int(rng.integers(-PAIR_WOBBLE, PAIR_WOBBLE + 1))
         pairs.append(ink_to_mnist(_side_by_side(first, np.roll(second, wobble, 0), gap)))
     return np.stack(pairs)
+
+
+def _part(digit: np.ndarray, rng: np.random.Generator, *, start: bool) -> np.ndarray:
+    """The first (`start`) or last columns of a digit, NEIGHBOUR_PART of its width."""
+    keep = max(1, round(digit.shape[1] * rng.uniform(*NEIGHBOUR_PART)))
+    return _ink_columns(digit[:, :keep] if start else digit[:, -keep:])
 
 
 def digit_slices(

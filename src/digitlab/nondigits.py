@@ -334,8 +334,8 @@ def _loops(draw: Draw, rng: np.random.Generator, width: int) -> None:
 
 
 DOODLES: list[Callable[[Draw, np.random.Generator, int], None]] = [
-    _star, _heart, _smiley, _face, _hatching, _scribble, _scribble, _tangle, _tangle, _tangle,
-    _tangle, _tangle, _spiral, _polygon, _arrow, _zigzag, _grid, _loops, _loops,
+    _star, _heart, _smiley, _face, _hatching, _scribble, _scribble, _spiral, _polygon, _arrow,
+    _zigzag, _grid, _loops, _loops, *[_tangle] * 9,
 ]  # fmt: skip
 
 

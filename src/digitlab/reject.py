@@ -50,7 +50,7 @@ REBOXED_DIGITS = 4_000  # of those, also passed through `ink_to_mnist` like a ph
 STUBBED_DIGITS = 3_000  # digits with a thin stub of a touching neighbour, as a good cut leaves
 FONT_DIGITS = 3_000
 # Not one whole digit:
-NONDIGITS = 26_000  # doodles and letters
+NONDIGITS = 32_000  # doodles and letters
 DIGIT_PAIRS = 9_000  # two digits close, touching or overlapping, or a digit and part of one
 DIGIT_SLICES = 5_000  # the left or right part of a digit
 # How fast `digitness` falls from 1 to 0 around the threshold, in score (logit) units. Set by
@@ -186,15 +186,27 @@ def _train(
 
 
 def _vary_strokes(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Thicker (dilated), thinner (eroded) or hard-edged (canvas-like) strokes, a quarter each,
-    so that stroke width and softness say nothing about digit or not."""
-    choice = torch.randint(0, 4, (len(x), 1, 1, 1), generator=generator)
+    """Thicker (dilated), thinner (eroded), hard-edged (canvas-like) or blurred (out of focus,
+    strokes brought back to full strength as `preprocess` does) strokes, a fifth each, so that
+    stroke width and softness say nothing about one digit or not."""
+    choice = torch.randint(0, 5, (len(x), 1, 1, 1), generator=generator)
     thicker = F.max_pool2d(x, 3, stride=1, padding=1)
     thinner = -F.max_pool2d(-x, 2, stride=1, padding=1)[..., :28, :28]
     hard = (x > 0.4).float()
-    return torch.where(
-        choice == 1, thicker, torch.where(choice == 2, thinner, torch.where(choice == 3, hard, x))
-    )
+    blurred = F.conv2d(x, _BLUR_KERNEL, padding=_BLUR_KERNEL.shape[-1] // 2)
+    blurred = blurred / blurred.amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+    varied = torch.stack([x, thicker, thinner, hard, blurred])  # (5, N, 1, 28, 28)
+    return varied.gather(0, choice.expand_as(x).unsqueeze(0)).squeeze(0)
+
+
+def _gaussian_kernel(sigma: float, radius: int) -> torch.Tensor:
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    line = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = line[:, None] * line[None, :]
+    return (kernel / kernel.sum()).view(1, 1, 2 * radius + 1, 2 * radius + 1)
+
+
+_BLUR_KERNEL = _gaussian_kernel(sigma=1.0, radius=2)  # about the blur of the `blur` read kind
 
 
 def _rebox(digits: np.ndarray) -> np.ndarray:

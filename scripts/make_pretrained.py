@@ -63,16 +63,27 @@ def same_weights(a: Path, b: Path) -> bool:
     )
 
 
-def embed_packaged_rejector() -> int:
-    """Copy the packaged detector into the packaged model; the classifier must not change."""
-    from digitlab.reject import embed_rejector, load_packaged
+def embed_packaged_rejector(data_dir: Path | None = None) -> int:
+    """Copy the packaged detector into the packaged model, with the threshold training would
+    set (on the model's held-out training digits); the classifier must not change."""
+    from digitlab.data import load_mnist, split_validation, to_float
+    from digitlab.predict import Predictor
+    from digitlab.reject import embed_rejector, load_packaged, run_rejection
 
     packaged = load_packaged()
     if packaged is None:
         print("no pretrained/rejector.safetensors: make it with tools/make_rejector.py")
         return 1
-    before, _ = read_model_file(PACKAGED_MODEL)
-    embed_rejector(PACKAGED_MODEL, *packaged)
+    rejector, detector_metadata = packaged
+    before, metadata = read_model_file(PACKAGED_MODEL)
+    mnist = load_mnist(data_dir) if data_dir else load_mnist()
+    _, (held_out, _) = split_validation(
+        mnist.train_images, mnist.train_labels, metadata["config"]["validation"]
+    )
+    classifier = Predictor.from_checkpoint(PACKAGED_MODEL, "cpu")
+    probabilities = classifier.predict_probabilities(to_float(held_out))
+    rejection = run_rejection(rejector, detector_metadata, held_out, probabilities)
+    embed_rejector(PACKAGED_MODEL, rejector, rejection)
     after, metadata = read_model_file(PACKAGED_MODEL)
     same = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     print(f"detector embedded (threshold {metadata['rejection']['threshold']:.4f}); classifier "
@@ -91,7 +102,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.embed_rejector:
-        return embed_packaged_rejector()
+        return embed_packaged_rejector(args.data_dir)
     with tempfile.TemporaryDirectory(prefix="digitlab-pretrained-") as tmp:
         started = time.perf_counter()
         checkpoint = train(Path(tmp) / "run", args.data_dir)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from non_digits import make_non_digit_set
+from PIL import Image
 from wild_digits import make_wild_set
 
 from digitlab.checkpoint import read_model_file, save_model
@@ -18,25 +19,26 @@ from digitlab.nondigits import digit_pairs, digit_slices
 from digitlab.predict import Prediction, Predictor
 from digitlab.preprocess import preprocess_image
 from digitlab.pretrained import PACKAGED_MODEL
+from digitlab.read import NOT_A_DIGIT_MARK
 from digitlab.reject import (
     NOT_A_DIGIT,
     Rejector,
+    detector_threshold_of,
     embed_rejector,
     load_packaged,
     read_rejector,
     rejection_scores,
     rejection_summary,
-    threshold_of,
 )
 from digitlab.runs import RunPaths
 from digitlab.serve import create_app
 
 NON_DIGITS = 300  # 50 of each kind: stars, hearts, smileys, hatching, scribbles, letters
 WILD = 500
-# Issue 9's targets, except the first: it asks for 90%, and the shipped detector rejects ~89% of
-# these (88.7% of 300, 2026-11-29; scribbles 54% and letters 78% are the misses; the detector
-# before it: 75.7%): NOT MET, this floor only guards against it getting worse.
-MIN_NON_DIGITS_REJECTED = 0.85
+# Issue 9's targets. The first asks for 90%: on these 300 photos the `default` run rejects 89.7%
+# (2026-11-29; scribbles 64% and letters 74% are the misses; the packaged model rejects 91.3%
+# of bench/trust.py's 600); the floor is set a little under, to catch it getting worse.
+MIN_NON_DIGITS_REJECTED = 0.88
 MAX_MNIST_REJECTED = 0.005
 MAX_WILD_REJECTED = 0.01
 # "Exactly one whole digit": pairs of MNIST test digits side by side (close, touching,
@@ -95,10 +97,12 @@ def test_threshold_is_stored_and_separates_digits_from_non_digits(
     assert 0 < metadata["rejection"]["false_rejection_rate"] < 0.01
     views = [preprocess_image(p.convert("L")).pixels for p, _ in non_digit_photos]
     non_digits = torch.stack([v for v in views if v is not None])
-    assert predictor.rejector is not None
+    digits = to_float(mnist.test_images[:2000])
     summary = rejection_summary(
-        rejection_scores(predictor.rejector, to_float(mnist.test_images[:2000])),
-        rejection_scores(predictor.rejector, non_digits),
+        *(
+            predictor.not_digit_scores(x, predictor.predict_probabilities(x))
+            for x in (digits, non_digits)
+        ),
         predictor.reject_threshold,
     )
     print(summary)
@@ -153,6 +157,20 @@ def test_serve_answers_not_a_digit_and_reports_its_settings(trained_run, star_pn
         assert client.get("/health").json()["reject_threshold"] is None
 
 
+def test_serve_reads_a_star_as_the_library_does(trained_run, star_png):
+    """/read answers "not a digit" and cuts a picture as `read_image` does, though its forward
+    passes go through the event loop's batcher."""
+    from digitlab.read import read_image
+
+    expected = read_image(Predictor.from_checkpoint(trained_run), Image.open(star_png)).to_dict()
+    assert NOT_A_DIGIT_MARK in expected["text"]  # else this test shows nothing
+    with TestClient(create_app(trained_run)) as client, star_png.open("rb") as f:
+        answer = client.post("/read", files={"file": ("star.png", f, "image/png")}).json()
+    assert answer["text"] == expected["text"]
+    assert [d["box"] for d in answer["digits"]] == [d["box"] for d in expected["digits"]]
+    assert [d["reason"] for d in answer["digits"]] == [d["reason"] for d in expected["digits"]]
+
+
 def test_packaged_model_carries_the_packaged_detector():
     """scripts/make_pretrained.py --embed-rejector (or training) put the current detector in."""
     packaged = load_packaged()
@@ -164,7 +182,7 @@ def test_packaged_model_carries_the_packaged_detector():
         torch.equal(a, b)
         for a, b in zip(shipped.state_dict().values(), inside.state_dict().values(), strict=True)
     )
-    assert threshold_of(read_model_file(PACKAGED_MODEL)[1]) == metadata["threshold"]
+    assert detector_threshold_of(read_model_file(PACKAGED_MODEL)[1]) == metadata["threshold"]
 
 
 def test_embedding_a_detector_leaves_the_classifier_bit_for_bit(trained_run, tmp_path):

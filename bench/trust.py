@@ -5,7 +5,8 @@
 For each run: test-set ECE (15 bins) and NLL before and after its temperature; the share of
 rejected MNIST test digits, wild photo digits (tests/wild_digits.py) and generated non-digit
 photos (tests/non_digits.py: doodles and handwriting-font letters the detector never trained
-on); AUROC and FPR at 95% TPR of the detector, and of the classifier's own maximum probability
+on); AUROC and FPR at 95% TPR of the "not a digit" score (the detector's, plus the classifier's
+doubt where the run weighs it), and of the classifier's own maximum probability
 as the baseline it replaces; and the cost per image of calibration and rejection against the
 classifier's forward pass, measured in the same process.
 """
@@ -21,8 +22,9 @@ from wild_digits import make_wild_set
 
 from digitlab.calibrate import TemperatureScaled, evaluate_checkpoint, temperature_of
 from digitlab.data import load_mnist, to_float
+from digitlab.predict import Predictor
 from digitlab.preprocess import preprocess_image
-from digitlab.reject import FALSE_REJECTION_RATE, read_rejector, rejection_scores, rejection_summary
+from digitlab.reject import FALSE_REJECTION_RATE, read_rejector, rejection_summary
 from digitlab.runs import resolve_checkpoint
 
 WILD_DIGITS = 1000
@@ -50,7 +52,6 @@ def measure(run: Path, mnist, wild: torch.Tensor, nondigits: torch.Tensor) -> di
     evaluation, model, metadata = evaluate_checkpoint(checkpoint, mnist)
     calibration = evaluation.calibration or {}
     rejector = read_rejector(checkpoint)
-    threshold = (metadata.get("rejection") or {}).get("threshold")
     test = to_float(mnist.test_images)
     row = {
         "run": run.name,
@@ -70,7 +71,14 @@ def measure(run: Path, mnist, wild: torch.Tensor, nondigits: torch.Tensor) -> di
     row |= {"baseline_auroc": base["auroc"], "baseline_fpr95": base["fpr_at_95_tpr"],
             "baseline_nondigits_rejected": base["nondigits_rejected"]}  # fmt: skip
     if rejector is not None:
-        scores = [rejection_scores(rejector, x) for x in (test, wild, nondigits)]
+        # The score the answers use: the detector's with the classifier's doubt, if the run
+        # has a weight for it (digitlab.reject.with_doubt).
+        predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+        scores = [
+            predictor.not_digit_scores(x, predictor.predict_probabilities(x))
+            for x in (test, wild, nondigits)
+        ]
+        threshold = predictor.reject_threshold
         summary = rejection_summary(scores[0], scores[2], threshold)
         row |= {
             "auroc": summary["auroc"],

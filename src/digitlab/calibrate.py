@@ -15,6 +15,7 @@ The expected calibration error (ECE, 15 equal-width confidence bins) comes from 
 imported only when a score is computed.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from digitlab.data import MNIST, split_validation
 from digitlab.evaluate import NUM_CLASSES, Evaluation, predict_log_probs
 
 ECE_BINS = 15  # as in Guo et al.; the issue's definition
+EVAL_BATCH = 1000  # images per forward pass when scoring the "not a digit" figures
 NO_HOLDOUT = (
     "nothing was held out of training to fit it on (this recipe trains on every training "
     "image); train with --validation 5000 to get one"
@@ -158,12 +160,13 @@ def calibrate_run(
     Returns the metadata written. A run with nothing held out gets no temperature, and its
     metadata says why.
     """
-    from digitlab.reject import load_packaged, rejector_tensors
+    from digitlab.reject import load_packaged, rejector_tensors, run_rejection
 
     _, metadata = read_model_file(checkpoint)
     _, (held_out, held_out_labels) = split_validation(
         mnist.train_images[: config.subset], mnist.train_labels[: config.subset], config.validation
     )
+    calibrated = None
     if len(held_out):
         log_probs = predict_log_probs(
             model, held_out, batch_size=config.eval_batch_size, device=device
@@ -171,15 +174,18 @@ def calibrate_run(
         temperature = fit_temperature(log_probs, held_out_labels)
         scores = calibration_scores(log_probs, held_out_labels, temperature)
         metadata["calibration"] = scores.to_dict() | {"fitted_on": "held-out training images"}
+        calibrated = scale_log_probs(log_probs, temperature).exp()
     else:
         metadata["calibration"] = {"temperature": None, "reason": f"no temperature: {NO_HOLDOUT}"}
     packaged = load_packaged()
     if packaged is None:
         metadata["rejection"] = {"threshold": None, "reason": NO_DETECTOR}
         save_model(checkpoint, model, metadata)
-    else:
-        rejector, metadata["rejection"] = packaged
-        save_model(checkpoint, model, metadata, extra_tensors=rejector_tensors(rejector))
+        return metadata
+    rejector, metadata["rejection"] = packaged  # without held-out digits: the detector alone
+    if calibrated is not None:
+        metadata["rejection"] = run_rejection(rejector, metadata["rejection"], held_out, calibrated)
+    save_model(checkpoint, model, metadata, extra_tensors=rejector_tensors(rejector))
     return metadata
 
 
@@ -200,6 +206,21 @@ def reliability_bins(log_probs: torch.Tensor, labels: torch.Tensor) -> dict[str,
         "accuracy": accuracy.tolist(),
         "share": (counts / max(1, len(labels))).tolist(),
     }
+
+
+def _calibrated_classifier(
+    model: nn.Module, temperature: float | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """float pixels → calibrated probabilities (N, 10), on the model's device, in batches."""
+    scaled = TemperatureScaled(model, temperature or 1.0).eval()
+    device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def classify(pixels: torch.Tensor) -> torch.Tensor:
+        batches = torch.split(pixels, EVAL_BATCH)
+        return torch.cat([scaled(batch.to(device)).exp().float().cpu() for batch in batches])
+
+    return classify
 
 
 def evaluate_checkpoint(
@@ -230,6 +251,8 @@ def evaluate_checkpoint(
         evaluation,
         confidences=calibrated.exp().max(1).values,
         calibration=calibration.to_dict() | details,
-        rejection=rejection_report(checkpoint, metadata, mnist.test_images),
+        rejection=rejection_report(
+            checkpoint, metadata, mnist.test_images, _calibrated_classifier(model, temperature)
+        ),
     )
     return evaluation, model, metadata

@@ -48,6 +48,11 @@ class Predictor:
     The probabilities are calibrated with the checkpoint's temperature, and images the "not a
     digit" detector scores above `reject_threshold` get `digit=None` (see digitlab.reject).
     `missing` lists what an older checkpoint lacks (no temperature, no detector).
+
+    The "not a digit" score is the detector's plus `doubt_weight` × the classifier's doubt
+    (`digitlab.reject.with_doubt`). `cut_threshold` is the detector's own stored threshold
+    whatever the user's rejection settings: `digitlab read` weighs candidate cuts by it, so
+    that how a number is cut never depends on whether "not a digit" answers are wanted.
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class Predictor:
         *,
         rejector: nn.Module | None = None,
         reject_threshold: float | None = None,
+        cut_threshold: float | None = None,
+        doubt_weight: float = 0.0,
         checkpoint: Path | None = None,
         runtime: str = "torch",
     ) -> None:
@@ -65,7 +72,9 @@ class Predictor:
         self.metadata = metadata
         self.device = device
         self.rejector = rejector.to(device).eval() if rejector is not None else None
-        self.reject_threshold = reject_threshold
+        self.reject_threshold = reject_threshold if rejector is not None else None
+        self.cut_threshold = cut_threshold if rejector is not None else None
+        self.doubt_weight = doubt_weight
         # Where the model came from, so that worker processes can load copies of their own.
         self.checkpoint = checkpoint
         self.runtime = runtime
@@ -87,7 +96,12 @@ class Predictor:
         `reject=False` never answers "not a digit"; `reject_threshold` replaces the stored one.
         """
         from digitlab.calibrate import load_calibrated_model
-        from digitlab.reject import read_rejector, threshold_of
+        from digitlab.reject import (
+            detector_threshold_of,
+            doubt_weight_of,
+            read_rejector,
+            threshold_of,
+        )
 
         check_runtime(runtime, device)
         path = resolve_checkpoint(path)
@@ -100,12 +114,13 @@ class Predictor:
         else:
             torch_device = select_device(device)
             model, metadata = load_calibrated_model(path, torch_device)
-        rejector = read_rejector(path) if reject else None
-        threshold = reject_threshold if reject_threshold is not None else threshold_of(metadata)
-        if rejector is None or threshold is None:
-            rejector, threshold = None, None
+        stored = threshold_of(metadata)
+        rejector = read_rejector(path) if stored is not None else None
+        threshold = reject_threshold if reject_threshold is not None else stored
         return cls(
-            model, metadata, torch_device, rejector=rejector, reject_threshold=threshold,
+            model, metadata, torch_device, rejector=rejector,
+            reject_threshold=threshold if reject else None,
+            cut_threshold=detector_threshold_of(metadata), doubt_weight=doubt_weight_of(metadata),
             checkpoint=path, runtime=runtime,
         )  # fmt: skip
 
@@ -136,11 +151,34 @@ class Predictor:
         probabilities = self.predict_probabilities(pixels)
         if self.rejector is None or self.reject_threshold is None:
             return [_to_prediction(p) for p in probabilities]
-        scores = self.rejector(pixels.to(self.device)).float().cpu().tolist()
+        scores = self.not_digit_scores(pixels, probabilities).tolist()
         return [
             _to_prediction(p, score, rejected=score > self.reject_threshold)
             for p, score in zip(probabilities, scores, strict=True)
         ]
+
+    @torch.inference_mode()
+    def detector_scores(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N,) the detector's scores on the CPU (higher: less like one whole digit); the
+        predictor must have a detector."""
+        assert self.rejector is not None
+        return self.rejector(pixels.to(self.device)).float().cpu()
+
+    def not_digit_scores(self, pixels: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+        """(N,) the scores compared with `reject_threshold`: the detector's with the doubt of
+        the classifier, whose calibrated `probabilities` (N, 10) of `pixels` are given."""
+        from digitlab.reject import with_doubt
+
+        return with_doubt(self.detector_scores(pixels), probabilities, self.doubt_weight)
+
+    def digitness(self, pixels: torch.Tensor) -> torch.Tensor | None:
+        """(N,) how much each view looks like exactly one whole digit to the detector, 0-1
+        (`digitlab.reject.digitness` at `cut_threshold`); None without a detector."""
+        from digitlab.reject import digitness
+
+        if self.rejector is None or self.cut_threshold is None:
+            return None
+        return digitness(self.detector_scores(pixels), self.cut_threshold)
 
     @torch.inference_mode()
     def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:

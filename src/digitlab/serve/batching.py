@@ -58,18 +58,27 @@ class ThreadBridgePredictor(Predictor):
     """A `Predictor` for library code running in a worker thread (`read_image`): each of its
     forward passes is handed to the event loop's `BatchingPredictor`, so that it shares a
     batch with the digits of concurrent requests and runs on the loop's single torch thread
-    rather than competing for the cores from every worker thread."""
+    rather than competing for the cores from every worker thread. It answers "not a digit" and
+    weighs a number's cuts exactly as the loop's predictor does (the detector, its thresholds
+    and the classifier's doubt are the same objects)."""
 
     def __init__(self, batcher: BatchingPredictor) -> None:
         inner = batcher.predictor
-        super().__init__(inner.model, inner.metadata, inner.device)
+        super().__init__(
+            inner.model, inner.metadata, inner.device, rejector=inner.rejector,
+            reject_threshold=inner.reject_threshold, cut_threshold=inner.cut_threshold,
+            doubt_weight=inner.doubt_weight,
+        )  # fmt: skip
         self.batcher = batcher
 
-    def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 10) probabilities, computed on the event loop (`predict_tensor` comes here too)."""
+    def predict_tensor(self, pixels: torch.Tensor) -> list[Prediction]:
+        """The predictions, "not a digit" included, computed on the event loop."""
         from anyio.from_thread import run
 
+        return run(self.batcher.predict_many, pixels) if len(pixels) else []
+
+    def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 10) probabilities, computed on the event loop."""
         if len(pixels) == 0:
             return torch.zeros(0, NUM_CLASSES)
-        predictions = run(self.batcher.predict_many, pixels)
-        return torch.tensor([prediction.probabilities for prediction in predictions])
+        return torch.tensor([p.probabilities for p in self.predict_tensor(pixels)])

@@ -64,14 +64,33 @@ def stream(
     `work` runs in `workers` processes when that is more than 1, so it must pickle: a
     module-level function or a `functools.partial` of one. `finish` runs here on batches of at
     least `batch_size` items (the last may be smaller) and returns one result per item."""
+    # With workers, `finish` runs on one torch thread: the workers keep every core busy, and
+    # more threads would only add OpenMP threads spinning against them (measured: the
+    # reading process's CPU per image fell from 0.85 ms to 0.15 ms, a fifth of the time it
+    # took from the workers).
+    threads = 1 if workers > 1 else None
     pending: list[Item] = []
     for chunk in worked_chunks(paths, work, workers):
         pending += chunk
         if len(pending) >= batch_size:
-            yield from finish(pending)
+            yield from _finish_on(threads, finish, pending)
             pending = []
     if pending:
-        yield from finish(pending)
+        yield from _finish_on(threads, finish, pending)
+
+
+def _finish_on(
+    threads: int | None, finish: Callable[[list[Item]], list[Result]], items: list[Item]
+) -> list[Result]:
+    """`finish(items)` on `threads` torch threads (None: as they are), then as they were."""
+    if threads is None:
+        return finish(items)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return finish(items)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def worked_chunks(
@@ -117,22 +136,43 @@ def predict_stream(
     return stream(paths, preprocess_chunk, finish, workers=workers, batch_size=batch_size)
 
 
-def preprocess_chunk(paths: Sequence[Path]) -> list[FileResult]:
+@dataclass(frozen=True)
+class _CleanedFile:
+    """One file as `preprocess_path` left it. The view is an array: a tensor would cross the
+    process boundary as shared memory of its own, its file descriptor handed over through a
+    socket (measured: 0.24 ms of the reading process's CPU per image, against 0.014 ms for
+    an array, and about a millisecond of waiting)."""
+
+    path: Path
+    view: np.ndarray | None = None  # (1, 28, 28) float32
+    reason: str | None = None  # read, but no digit in it, and why
+    error: str | None = None  # the file could not be read
+
+    def result(self) -> FileResult:
+        view = torch.from_numpy(self.view) if self.view is not None else None
+        return FileResult(self.path, view=view, reason=self.reason, error=self.error)
+
+
+def preprocess_chunk(paths: Sequence[Path]) -> list[_CleanedFile]:
     """Open and preprocess each file (in a worker process or here)."""
     from digitlab.preprocess import preprocess_path
 
-    results = []
+    cleaned = []
     for path in paths:
         try:
             preprocessed = preprocess_path(path)
         except DigitlabError as err:
-            results.append(FileResult(path, error=str(err)))
+            cleaned.append(_CleanedFile(path, error=str(err)))
             continue
-        results.append(FileResult(path, view=preprocessed.pixels, reason=preprocessed.reason))
-    return results
+        view = preprocessed.pixels.numpy() if preprocessed.pixels is not None else None
+        cleaned.append(_CleanedFile(path, view, preprocessed.reason))
+    return cleaned
 
 
-def _predict(predictor: Predictor, results: list[FileResult], keep_views: bool) -> list[FileResult]:
+def _predict(
+    predictor: Predictor, cleaned: list[_CleanedFile], keep_views: bool
+) -> list[FileResult]:
+    results = [c.result() for c in cleaned]
     views = [r.view for r in results if r.view is not None]
     if not views:
         return results

@@ -40,6 +40,9 @@ from digitlab.errors import ConfigError, DigitlabError
 from digitlab.predict import FileResult, Predictor
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkServerContext
+
     from digitlab.read import FoundDigits, Reading
 
 CHUNK = 64  # files per task sent to a worker: large enough to hide the hand-off cost
@@ -101,12 +104,7 @@ def worked_chunks(
     if workers <= 1:
         yield from map(work, chunks)
         return
-    # forkserver: workers start from a clean process, not a copy of the parent's model and
-    # threads (fork after torch has started threads can hang).
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, context, initializer=_one_thread_each) as pool:
+    with worker_pool(workers) as pool:
         queued: deque[Future[list[Item]]] = deque()
         for chunk in chunks:
             queued.append(pool.submit(work, chunk))
@@ -155,18 +153,25 @@ class _CleanedFile:
 
 def preprocess_chunk(paths: Sequence[Path]) -> list[_CleanedFile]:
     """Open and preprocess each file (in a worker process or here)."""
-    from digitlab.preprocess import preprocess_path
-
     cleaned = []
     for path in paths:
         try:
-            preprocessed = preprocess_path(path)
+            view, reason = preprocess_to_array(path)
         except DigitlabError as err:
             cleaned.append(_CleanedFile(path, error=str(err)))
             continue
-        view = preprocessed.pixels.numpy() if preprocessed.pixels is not None else None
-        cleaned.append(_CleanedFile(path, view, preprocessed.reason))
+        cleaned.append(_CleanedFile(path, view, reason))
     return cleaned
+
+
+def preprocess_to_array(source: Path | bytes) -> tuple[np.ndarray | None, str | None]:
+    """`preprocess_path` with the (1, 28, 28) view as an array, to hand from a worker process
+    to its parent (see `_CleanedFile`), or the reason there is no digit."""
+    from digitlab.preprocess import preprocess_path
+
+    preprocessed = preprocess_path(source)
+    view = preprocessed.pixels.numpy() if preprocessed.pixels is not None else None
+    return view, preprocessed.reason
 
 
 def _predict(
@@ -355,6 +360,37 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` processes sharing the cores with each other and this one."""
+    return ProcessPoolExecutor(workers, worker_context(), initializer=_one_thread_each)
+
+
+def worker_context() -> "ForkServerContext":
+    """How worker processes start (here and in `digitlab serve`): from a fork server, a clean
+    process, not a copy of the parent's model and threads (fork after torch has started
+    threads can hang)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("forkserver")
+
+
+def clean_forever(connection: "Connection") -> None:
+    """A worker process of `digitlab serve` (digitlab.serve.cleaning): image bytes in,
+    `preprocess_to_array`'s answer or ImageError out, one image at a time, until the server
+    closes its end. (Kept here, away from FastAPI, so that workers start light.)"""
+    _one_thread_each()
+    while True:
+        try:
+            data = connection.recv_bytes()
+        except EOFError:  # the server has closed its end
+            return
+        try:
+            answer: tuple[np.ndarray | None, str | None] | DigitlabError = preprocess_to_array(data)
+        except DigitlabError as error:
+            answer = error
+        connection.send(answer)
 
 
 def _one_thread_each() -> None:

@@ -373,14 +373,27 @@ def worker_context() -> "ForkServerContext":
     threads can hang)."""
     import multiprocessing
 
-    return multiprocessing.get_context("forkserver")
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports what the workers need once (no threads started yet, so forking
+    # it stays safe): each worker then starts in milliseconds, rather than spending a second
+    # or more of CPU importing torch and numpy while the others work.
+    context.set_forkserver_preload(["__main__", "digitlab.bulk", "digitlab.preprocess"])
+    return context
 
 
 def clean_forever(connection: "Connection") -> None:
     """A worker process of `digitlab serve` (digitlab.serve.cleaning): image bytes in,
     `preprocess_to_array`'s answer or ImageError out, one image at a time, until the server
     closes its end. (Kept here, away from FastAPI, so that workers start light.)"""
+    import gc
+
+    import digitlab.preprocess  # noqa: F401  (imported now, so that the freeze covers it)
+
     _one_thread_each()
+    # As in the server process (serve/app.py): the ~200k objects torch and numpy leave behind
+    # are frozen, so that full collections don't scan them again, pausing an answer.
+    gc.collect()
+    gc.freeze()
     while True:
         try:
             data = connection.recv_bytes()

@@ -89,14 +89,6 @@ def launched(device: str = "auto") -> Iterator[Session]:
         dist.destroy_process_group()
 
 
-def rank_device(device: torch.device) -> torch.device:
-    """Under torchrun each CUDA rank has a GPU of its own (`LOCAL_RANK`); the CPU is shared."""
-    session = current()
-    if device.type == "cuda" and session.is_distributed:
-        return torch.device("cuda", session.local_rank)
-    return device
-
-
 def threads_per_rank(session: Session) -> int:
     """This machine's cores shared evenly among its ranks (at least one each). torchrun sets
     OMP_NUM_THREADS=1, which would leave cores idle when there are fewer ranks than cores."""

@@ -260,7 +260,7 @@ def _save_ensemble(
 ) -> tuple[nn.Module, float, float]:
     """Average the members; rank 0 scores the average on the test set and saves it as the
     run's model."""
-    device = distributed.rank_device(select_device(config.device))
+    device = select_device(config.device)
     ensemble = Ensemble(members).to(device).eval()
     scores = None
     if session.is_main:
@@ -321,7 +321,7 @@ class _Training:
         session: distributed.Session | None = None,
     ) -> "_Training":
         session = session or distributed.Session()
-        device = distributed.rank_device(select_device(config.device))
+        device = select_device(config.device)
         torch.manual_seed(config.seed)  # before building the model: it fixes the initial weights
         model = create_model(config.model).to(device)
         if config.channels_last or device.type == "cuda":  # tensor cores want NHWC

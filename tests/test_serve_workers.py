@@ -15,7 +15,7 @@ from PIL import Image
 from digitlab.cli import main
 from digitlab.data import MNIST
 from digitlab.serve import create_app
-from digitlab.serve.cleaning import MAX_DEFAULT_WORKERS, default_workers
+from digitlab.serve.cleaning import MAX_DEFAULT_WORKERS, SEND_INLINE_BYTES, default_workers
 
 UPLOADS = 12  # MNIST test digits sent by both kinds of server
 
@@ -54,6 +54,21 @@ def test_workers_answer_exactly_as_threads_do(workers_client, trained_run, photo
     assert answers == expected
     labels = mnist.test_labels[:UPLOADS].tolist()
     assert sum(a["digit"] == label for a, label in zip(answers, labels, strict=True)) >= 10
+
+
+def test_a_large_upload_reaches_a_worker_whole(workers_client, trained_run, mnist):
+    """Uploads larger than a pipe holds are written to the worker from a thread."""
+    rng = np.random.default_rng(0)
+    digit = np.kron(255 - mnist.test_images[0].numpy(), np.ones((25, 25), np.uint8))  # 700×700
+    noisy = np.clip(digit + rng.normal(0, 12, digit.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert len(data) > SEND_INLINE_BYTES
+    with TestClient(create_app(trained_run)) as threads:
+        expected = upload(threads, data)
+    assert upload(workers_client, data) == expected
+    assert expected["digit"] == int(mnist.test_labels[0])
 
 
 def test_an_upload_that_is_no_image_is_422_from_a_worker(workers_client):

@@ -18,6 +18,9 @@ memory does not grow with the number of files.
   on the scores, so each worker loads a CPU copy of the model to score with; the parent reads
   the digits cut out. (Workers that only clean the images leave ~80% of the work here.)
 
+The worker side of `digitlab serve` lives here too (`clean_forever`, see digitlab.serve.cleaning),
+so that its workers, like these, start without importing FastAPI.
+
 `done_paths` reads an earlier JSONL output so that a rerun skips what it has; under torchrun
 each rank reads its shard of the files (`distributed.shard`) into a part file of its own, and
 rank 0 joins the parts with `merge_parts`.
@@ -68,9 +71,8 @@ def stream(
     module-level function or a `functools.partial` of one. `finish` runs here on batches of at
     least `batch_size` items (the last may be smaller) and returns one result per item."""
     # With workers, `finish` runs on one torch thread: the workers keep every core busy, and
-    # more threads would only add OpenMP threads spinning against them (measured: the
-    # reading process's CPU per image fell from 0.85 ms to 0.15 ms, a fifth of the time it
-    # took from the workers).
+    # more threads would only add OpenMP threads spinning against them (measured with 2
+    # workers: this process's CPU per image fell from 0.85 ms to 0.15 ms).
     threads = 1 if workers > 1 else None
     pending: list[Item] = []
     for chunk in worked_chunks(paths, work, workers):

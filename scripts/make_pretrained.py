@@ -2,6 +2,7 @@
 
     python scripts/make_pretrained.py           # train it, check it, write it into the package
     python scripts/make_pretrained.py --check   # train it again and compare with the packaged one
+    python scripts/make_pretrained.py --embed-rejector  # only put in the current detector
 
 It runs one `digitlab train` command (COMMAND below, with `--out` added) on real MNIST
 ($DIGITLAB_DATA or --data-dir), refuses a model under MIN_TEST_ACCURACY, and copies the run's
@@ -9,6 +10,10 @@ checkpoint into the package with a `source` entry in its metadata naming the com
 else training records goes along: config (recipe, seed), data checksum, test accuracy, and —
 where training fits them — the calibration temperature and rejection threshold. So after a
 change to training, one run of this script brings the packaged model up to date.
+
+After `tools/make_rejector.py` has made a new "not a digit" detector, `--embed-rejector` puts
+it and its threshold into the packaged model as training would have, without training: the
+classifier's tensors are copied byte for byte (and checked to be).
 
 Deterministic: on the CPU the same command gives the same weights (`--threads 1` makes the
 arithmetic independent of the machine's core count). It lives in scripts/, not bench/: it
@@ -58,11 +63,35 @@ def same_weights(a: Path, b: Path) -> bool:
     )
 
 
+def embed_packaged_rejector() -> int:
+    """Copy the packaged detector into the packaged model; the classifier must not change."""
+    from digitlab.reject import embed_rejector, load_packaged
+
+    packaged = load_packaged()
+    if packaged is None:
+        print("no pretrained/rejector.safetensors: make it with tools/make_rejector.py")
+        return 1
+    before, _ = read_model_file(PACKAGED_MODEL)
+    embed_rejector(PACKAGED_MODEL, *packaged)
+    after, metadata = read_model_file(PACKAGED_MODEL)
+    same = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    print(f"detector embedded (threshold {metadata['rejection']['threshold']:.4f}); classifier "
+          + ("unchanged, bit for bit" if same else "CHANGED"))  # fmt: skip
+    return 0 if same else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, don't write")
     parser.add_argument("--data-dir", type=Path, help="MNIST folder (default: $DIGITLAB_DATA)")
+    parser.add_argument(
+        "--embed-rejector",
+        action="store_true",
+        help="only replace the packaged model's detector with pretrained/rejector.safetensors",
+    )
     args = parser.parse_args()
+    if args.embed_rejector:
+        return embed_packaged_rejector()
     with tempfile.TemporaryDirectory(prefix="digitlab-pretrained-") as tmp:
         started = time.perf_counter()
         checkpoint = train(Path(tmp) / "run", args.data_dir)

@@ -25,6 +25,12 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     assert not loaded.training
 
 
+def test_written_files_are_readable_by_others(tmp_path):
+    # safetensors writes a new file of its own, private unless atomic_path opens it up.
+    save_model(tmp_path / "model.safetensors", create_model("lenet"), METADATA)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
 @pytest.mark.parametrize(
     "damage",
     [

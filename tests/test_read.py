@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from number_images import installed_fonts, make_number_set
 from PIL import Image
 
 from digitlab.data import to_float
 from digitlab.predict import Predictor
+from digitlab.preprocess import ink_to_mnist
 from digitlab.read import read_image, read_images, read_paths
 from digitlab.runs import RunPaths
 
@@ -88,3 +90,35 @@ def test_read_paths_reports_unreadable_and_blank_files(mnist, predictor, tmp_pat
     assert "broken.png" in readings[3].error and readings[3].text is None
     assert "missing.png" in readings[4].error
     assert readings[4].to_dict()["path"] == str(missing)
+
+
+def test_cuts_do_not_depend_on_the_rejection_settings(mnist, trained_run, predictor):
+    """--no-reject and --reject-threshold change what a rejected part says, never where a
+    number is cut: the detector weighs the cuts at its stored threshold either way."""
+    model = RunPaths(trained_run).model
+    unchecked = Predictor.from_checkpoint(model, "cpu", reject=False)
+    strict = Predictor.from_checkpoint(model, "cpu", reject_threshold=-1e9)
+    assert unchecked.reject_threshold is None and unchecked.cut_threshold is not None
+    pairs = make_number_set(mnist.test_images, mnist.test_labels, "touching", 6, seed=12)
+    pictures = [picture for picture, _ in pairs]
+    readings = {
+        name: read_images(p, pictures)
+        for name, p in (("default", predictor), ("unchecked", unchecked), ("strict", strict))
+    }
+    boxes = {name: [[d.box for d in r.digits] for r in rs] for name, rs in readings.items()}
+    assert boxes["default"] == boxes["unchecked"] == boxes["strict"]
+    assert all(r.text and "?" not in r.text for r in readings["unchecked"])
+    assert all(r.text and set(r.text) == {"?"} for r in readings["strict"])
+
+
+def test_detector_prefers_one_digit_to_two_touching(mnist, predictor):
+    """What `read` weighs each candidate cut by: near 1 for a test digit, low for two touching."""
+    from number_images import join
+
+    digits = to_float(mnist.test_images[:40])[:, 0].numpy()
+    singles = predictor.digitness(torch.from_numpy(digits).unsqueeze(1))
+    joined = [ink_to_mnist(join(digits[i], digits[i + 1], -1.0)) for i in range(0, 40, 2)]
+    doubles = predictor.digitness(torch.from_numpy(np.stack(joined)).unsqueeze(1))
+    assert singles is not None and doubles is not None
+    print(f"digitness: single digits {singles.median():.2f}, touching pairs {doubles.median():.2f}")
+    assert singles.median() > 0.9 and doubles.median() < 0.2

@@ -11,23 +11,40 @@ from fastapi.testclient import TestClient
 from non_digits import make_non_digit_set
 from wild_digits import make_wild_set
 
-from digitlab.checkpoint import read_model_file
+from digitlab.checkpoint import read_model_file, save_model
 from digitlab.cli import main
 from digitlab.data import to_float
+from digitlab.nondigits import digit_pairs, digit_slices
 from digitlab.predict import Prediction, Predictor
 from digitlab.preprocess import preprocess_image
-from digitlab.reject import NOT_A_DIGIT, rejection_scores, rejection_summary
+from digitlab.pretrained import PACKAGED_MODEL
+from digitlab.reject import (
+    NOT_A_DIGIT,
+    Rejector,
+    embed_rejector,
+    load_packaged,
+    read_rejector,
+    rejection_scores,
+    rejection_summary,
+    threshold_of,
+)
 from digitlab.runs import RunPaths
 from digitlab.serve import create_app
 
 NON_DIGITS = 300  # 50 of each kind: stars, hearts, smileys, hatching, scribbles, letters
 WILD = 500
-# Issue 9's targets, except the first: it asks for 90%, and the shipped detector rejects ~76% of
-# these (75.7% of 300, 2026-11-29; scribbles and letters are the misses): NOT MET, this floor
-# only guards against it getting worse.
-MIN_NON_DIGITS_REJECTED = 0.70
+# Issue 9's targets, except the first: it asks for 90%, and the shipped detector rejects ~89% of
+# these (88.7% of 300, 2026-11-29; scribbles 54% and letters 78% are the misses; the detector
+# before it: 75.7%): NOT MET, this floor only guards against it getting worse.
+MIN_NON_DIGITS_REJECTED = 0.85
 MAX_MNIST_REJECTED = 0.005
 MAX_WILD_REJECTED = 0.01
+# "Exactly one whole digit": pairs of MNIST test digits side by side (close, touching,
+# overlapping, or with part of a neighbour) and slices of one, 300 each. The shipped detector
+# rejects 74% and 69% of them (the one before it, trained without such negatives: 53%, 9%).
+PAIRS = 300
+MIN_PAIRS_REJECTED = 0.65
+MIN_SLICES_REJECTED = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +151,66 @@ def test_serve_answers_not_a_digit_and_reports_its_settings(trained_run, star_pn
         answer = client.post("/predict", files={"file": ("star.png", buffer, "image/png")}).json()
         assert isinstance(answer["digit"], int)
         assert client.get("/health").json()["reject_threshold"] is None
+
+
+def test_packaged_model_carries_the_packaged_detector():
+    """scripts/make_pretrained.py --embed-rejector (or training) put the current detector in."""
+    packaged = load_packaged()
+    assert packaged is not None
+    shipped, metadata = packaged
+    inside = read_rejector(PACKAGED_MODEL)
+    assert inside is not None
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(shipped.state_dict().values(), inside.state_dict().values(), strict=True)
+    )
+    assert threshold_of(read_model_file(PACKAGED_MODEL)[1]) == metadata["threshold"]
+
+
+def test_embedding_a_detector_leaves_the_classifier_bit_for_bit(trained_run, tmp_path):
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(RunPaths(trained_run).model.read_bytes())
+    before, _ = read_model_file(checkpoint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        other = Rejector()
+    embed_rejector(checkpoint, other, {"threshold": 1.25, "method": "a test"})
+    after, metadata = read_model_file(checkpoint)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert metadata["rejection"] == {"threshold": 1.25, "method": "a test"}
+    stored = read_rejector(checkpoint)
+    assert stored is not None
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(other.state_dict().values(), stored.state_dict().values(), strict=True)
+    )
+
+
+def test_embedding_needs_a_digitlab_checkpoint(tmp_path):
+    from digitlab.errors import CheckpointError
+
+    plain = tmp_path / "plain.safetensors"
+    save_model(plain, Rejector(), {"no": "model key"})
+    with pytest.raises(CheckpointError):
+        embed_rejector(plain, Rejector(), {"threshold": 0.0})
+
+
+def test_detector_tells_one_digit_from_two_or_a_slice(mnist):
+    """Touching or close pairs and slices of MNIST *test* digits (the detector trained on
+    training digits only) are not one digit; the test digits themselves are."""
+    packaged = load_packaged()
+    assert packaged is not None
+    rejector, metadata = packaged
+    rng = np.random.default_rng(5)
+    digits = to_float(mnist.test_images[:2000])[:, 0].numpy()
+    labels = mnist.test_labels[:2000].numpy()
+    pairs = torch.from_numpy(digit_pairs(digits, PAIRS, rng)).unsqueeze(1)
+    slices = torch.from_numpy(digit_slices(digits, labels, PAIRS, rng)).unsqueeze(1)
+    rejected = {
+        name: float((rejection_scores(rejector, x) > metadata["threshold"]).float().mean())
+        for name, x in (("pairs", pairs), ("slices", slices))
+    }
+    print(rejected)
+    assert rejected["pairs"] >= MIN_PAIRS_REJECTED
+    assert rejected["slices"] >= MIN_SLICES_REJECTED

@@ -38,9 +38,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are meant to be shared
     try:
         yield Path(tmp)
+        # mkstemp makes files private, and some writers (safetensors) replace the file with
+        # one of their own: set the mode of what was written, as run folders are shared.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -48,6 +48,10 @@ class Predictor:
     The probabilities are calibrated with the checkpoint's temperature, and images the "not a
     digit" detector scores above `reject_threshold` get `digit=None` (see digitlab.reject).
     `missing` lists what an older checkpoint lacks (no temperature, no detector).
+
+    `cut_threshold` is the detector's stored threshold whatever the user's rejection settings:
+    `digitlab read` weighs candidate cuts by it, so that how a number is cut never depends on
+    whether "not a digit" answers are wanted.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Predictor:
         *,
         rejector: nn.Module | None = None,
         reject_threshold: float | None = None,
+        cut_threshold: float | None = None,
         checkpoint: Path | None = None,
         runtime: str = "torch",
     ) -> None:
@@ -65,7 +70,8 @@ class Predictor:
         self.metadata = metadata
         self.device = device
         self.rejector = rejector.to(device).eval() if rejector is not None else None
-        self.reject_threshold = reject_threshold
+        self.reject_threshold = reject_threshold if rejector is not None else None
+        self.cut_threshold = cut_threshold if rejector is not None else None
         # Where the model came from, so that worker processes can load copies of their own.
         self.checkpoint = checkpoint
         self.runtime = runtime
@@ -100,12 +106,12 @@ class Predictor:
         else:
             torch_device = select_device(device)
             model, metadata = load_calibrated_model(path, torch_device)
-        rejector = read_rejector(path) if reject else None
-        threshold = reject_threshold if reject_threshold is not None else threshold_of(metadata)
-        if rejector is None or threshold is None:
-            rejector, threshold = None, None
+        stored = threshold_of(metadata)
+        rejector = read_rejector(path) if stored is not None else None
+        threshold = reject_threshold if reject_threshold is not None else stored
         return cls(
-            model, metadata, torch_device, rejector=rejector, reject_threshold=threshold,
+            model, metadata, torch_device, rejector=rejector,
+            reject_threshold=threshold if reject else None, cut_threshold=stored,
             checkpoint=path, runtime=runtime,
         )  # fmt: skip
 
@@ -136,11 +142,27 @@ class Predictor:
         probabilities = self.predict_probabilities(pixels)
         if self.rejector is None or self.reject_threshold is None:
             return [_to_prediction(p) for p in probabilities]
-        scores = self.rejector(pixels.to(self.device)).float().cpu().tolist()
+        scores = self.not_digit_scores(pixels).tolist()
         return [
             _to_prediction(p, score, rejected=score > self.reject_threshold)
             for p, score in zip(probabilities, scores, strict=True)
         ]
+
+    @torch.inference_mode()
+    def not_digit_scores(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N,) the detector's scores on the CPU (higher: less like one whole digit); the
+        predictor must have a detector."""
+        assert self.rejector is not None
+        return self.rejector(pixels.to(self.device)).float().cpu()
+
+    def digitness(self, pixels: torch.Tensor) -> torch.Tensor | None:
+        """(N,) how much each view looks like exactly one whole digit to the detector, 0-1
+        (`digitlab.reject.digitness` at `cut_threshold`); None without a detector."""
+        from digitlab.reject import digitness
+
+        if self.rejector is None or self.cut_threshold is None:
+            return None
+        return digitness(self.not_digit_scores(pixels), self.cut_threshold)
 
     @torch.inference_mode()
     def predict_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:

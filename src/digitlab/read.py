@@ -153,10 +153,12 @@ def find_digits(predictor: Predictor, image: Image.Image) -> FoundDigits | str:
 
 def _scorer(predictor: Predictor) -> Callable[[Sequence[np.ndarray]], list[float]]:
     """How sure we are that each ink patch is one digit: the model's probability for the best
-    digit times how typical the patch's width / height is for that digit.
+    digit times how typical the patch's width / height is for that digit, times how much the
+    "not a digit" detector takes it for exactly one whole digit (when the checkpoint has one).
 
-    The shape matters because the model, trained on single digits only, is often sure of a
-    slice of a digit or of two digits together as well; a third of a 0 is no 1's shape.
+    The model, trained on single digits only, is often sure of a slice of a digit or of two
+    digits together as well. The shape says that a third of a 0 is no 1's shape; the detector,
+    trained on such pairs and slices as non-digits, catches what the shape lets through.
     """
     from digitlab.preprocess import BOX_INK_LEVEL, ink_to_mnist
 
@@ -168,7 +170,9 @@ def _scorer(predictor: Predictor) -> Callable[[Sequence[np.ndarray]], list[float
         aspects = torch.tensor([_aspect(patch >= BOX_INK_LEVEL) for patch in patches])
         spread = (aspects.log()[:, None] - DIGIT_LOG_ASPECTS) / DIGIT_LOG_ASPECT_SPREADS
         prior = torch.exp(-0.5 * spread**2).clamp(min=MIN_SHAPE_PRIOR)
-        return (probabilities * prior).amax(dim=1).tolist()
+        best = (probabilities * prior).amax(dim=1)
+        whole = predictor.digitness(views)
+        return (best if whole is None else best * whole).tolist()
 
     return score
 

@@ -5,7 +5,7 @@ config (recipe, seed), the data checksum, the test accuracy, its calibration and
 threshold, and under `source` the exact `digitlab train` command that made it.
 `scripts/make_pretrained.py` re-creates it; see the README beside it for the figures.
 
-`rejector.safetensors`: the "not a digit" detector (`digitlab.reject.Rejector`, 26,529
+`rejector.safetensors`: the "not a digit" detector (`digitlab.reject.Rejector`, 80,417
 parameters) with its threshold in the metadata. It does not depend on any classifier, so every
 run copies it into its checkpoint. Made by `tools/make_rejector.py` (the metadata records the
 command, the data and the threshold's false-rejection rate on held-out digits).

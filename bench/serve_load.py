@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_load.py --checkpoint runs/default-20250101-120000
     .venv/bin/python bench/serve_load.py --clients 32 --seconds 10 --payload pixels png
+    .venv/bin/python bench/serve_load.py --payload png --workers 0   # cleaning in threads
 
 The server runs in a subprocess on a free loopback port, exactly as a user would start it.
 The load generator is a few dozen lines of raw asyncio HTTP/1.1 (one keep-alive connection per
@@ -37,7 +38,7 @@ DIGITS = 1000  # distinct test digits cycled through by the clients
 WARMUP_SECONDS = 1.0
 COLUMNS = (
     "payload", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "mean ms", "requests", "errors",
-    "wrong digits", "server CPU", "client CPU",
+    "wrong digits", "server CPU", "server CPU ms/request", "client CPU",
 )  # fmt: skip
 SERVER_START_TIMEOUT = 60.0
 DIGIT_FIELD = re.compile(rb'"digit":(\d+|null)')
@@ -148,9 +149,18 @@ def measure(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux: from /proc)."""
+    """User + system CPU time so far of a process and its live child processes (the server's
+    workers under `--workers N`), from Linux's /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return own + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -162,9 +172,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(checkpoint: str, port: int, log: "io.BufferedRandom") -> subprocess.Popen[bytes]:
+def start_server(
+    checkpoint: str, port: int, log: "io.BufferedRandom", workers: int | None = None
+) -> subprocess.Popen[bytes]:
     """`digitlab serve` in a subprocess, once it answers /health."""
     command = ["serve", "--checkpoint", checkpoint, "--host", HOST, "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     server = subprocess.Popen([sys.executable, "-m", "digitlab", *command], stdout=log, stderr=log)
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -220,6 +234,7 @@ def table_row(
         str(tally.errors),
         str(tally.wrong_digits),
         f"{server_cpu:.0f}%",
+        f"{server_cpu / 100 * seconds / count * 1000:.2f}" if count else "nan",
         f"{client_cpu:.0f}%",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -232,6 +247,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per payload")
     parser.add_argument(
         "--payload", nargs="+", choices=["pixels", "png"], default=["pixels"], help="what to send"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="the server's --workers (default: digitlab serve's own)"
     )
     args = parser.parse_args()
 
@@ -248,7 +266,7 @@ def main() -> None:
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryFile() as log:
-        server = start_server(checkpoint, port, log)
+        server = start_server(checkpoint, port, log, args.workers)
         try:
             for payload in args.payload:
                 requests = [
@@ -264,6 +282,7 @@ def main() -> None:
     print(
         f"digitlab serve under load: {checkpoint}, {args.seconds:g} s per payload after "
         f"{WARMUP_SECONDS:g} s of warm-up; uvicorn with {uvicorn_speedups()}; "
+        f"--workers {'default' if args.workers is None else args.workers}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; load average before "
         f"{load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n"

@@ -55,7 +55,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _whole_number(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text}")
+    return value
+
+
 _positive_int.__name__ = "positive integer"  # argparse names the type in its messages
+_whole_number.__name__ = "whole number"
 _positive_float.__name__ = "positive number"
 
 
@@ -1011,6 +1019,12 @@ def _add_serve(commands: Any) -> None:
     )
     serve.add_argument("--port", type=_port, default=8000, help="TCP port")
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    serve.add_argument(
+        "--workers", type=_whole_number, metavar="N",
+        help="decode and clean uploaded images in N processes beside the server's, which "
+        "answers the requests and runs the model; 0 cleans them in threads of the server "
+        "process (default: one per CPU core, at most 4; 0 on a single core)",
+    )  # fmt: skip
     _add_runtime(serve)
     _add_rejection(serve)
 
@@ -1025,9 +1039,15 @@ def _port(text: str) -> int:
 def _run_serve(args: argparse.Namespace) -> int:
     # Importing digitlab.serve names the extra to install when fastapi or uvicorn is missing.
     from digitlab.serve import create_app
+    from digitlab.serve.cleaning import default_workers
 
+    workers = default_workers() if args.workers is None else args.workers
     app = create_app(
-        args.checkpoint, device=args.device, runtime=args.runtime, **_rejection_options(args)
+        args.checkpoint,
+        device=args.device,
+        runtime=args.runtime,
+        workers=workers,
+        **_rejection_options(args),
     )  # fails here on a bad checkpoint
     import uvicorn
 

@@ -23,6 +23,7 @@ from digitlab.errors import ImageError
 from digitlab.predict import Predictor, check_runtime
 from digitlab.runs import resolve_checkpoint
 from digitlab.serve.batching import BatchingPredictor, ThreadBridgePredictor
+from digitlab.serve.cleaning import Cleaner, ProcessCleaner, ThreadCleaner
 from digitlab.serve.docs import add_offline_docs
 from digitlab.serve.inputs import UNPROCESSABLE
 from digitlab.serve.limits import BodySizeLimit
@@ -46,6 +47,7 @@ def create_app(
     runtime: str = "torch",
     reject: bool = True,
     reject_threshold: float | None = None,
+    workers: int = 0,
 ) -> FastAPI:
     """The app serving `checkpoint` (a run folder or .safetensors file; None = newest run).
 
@@ -56,6 +58,8 @@ def create_app(
     process (None keeps torch's default): one request is one tiny forward pass, which a single
     thread runs fastest. `runtime="onnx"` serves with ONNX Runtime on the CPU (same threads).
     `reject` and `reject_threshold` are `Predictor.from_checkpoint`'s ("not a digit").
+    `workers` processes decode and clean uploaded images (0: threads of this process do; see
+    digitlab.serve.cleaning), started with the server.
     """
     checkpoint_file = resolve_checkpoint(checkpoint)
     select_device(device)
@@ -70,6 +74,7 @@ def create_app(
         lifespan=_lifespan(
             checkpoint_file,
             threads,
+            workers,
             lambda: Predictor.from_checkpoint(
                 checkpoint_file,
                 device,
@@ -90,7 +95,9 @@ def create_app(
     return app
 
 
-def _lifespan(checkpoint: Path, threads: int | None, load: Callable[[], Predictor]) -> Lifespan:
+def _lifespan(
+    checkpoint: Path, threads: int | None, workers: int, load: Callable[[], Predictor]
+) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         previous_threads = torch.get_num_threads()
@@ -103,6 +110,7 @@ def _lifespan(checkpoint: Path, threads: int | None, load: Callable[[], Predicto
         app.state.batcher = BatchingPredictor(predictor)
         app.state.bridge = ThreadBridgePredictor(app.state.batcher)
         app.state.checkpoint = str(checkpoint)
+        app.state.cleaner = await _start_cleaner(workers)
         logger.info("serving %s (%s)", checkpoint, predictor.model_name)
         # Torch, numpy and FastAPI leave ~200k long-lived objects that every full garbage
         # collection scans again: measured under load, a 100 ms pause every few seconds, which
@@ -112,11 +120,20 @@ def _lifespan(checkpoint: Path, threads: int | None, load: Callable[[], Predicto
         try:
             yield
         finally:
+            app.state.cleaner.close()
             # Undo both for whatever runs next in this process (e.g. the next test).
             gc.unfreeze()
             torch.set_num_threads(previous_threads)
 
     return lifespan
+
+
+async def _start_cleaner(workers: int) -> Cleaner:
+    if not workers:
+        return ThreadCleaner()
+    cleaner = ProcessCleaner(workers)
+    await cleaner.start()
+    return cleaner
 
 
 def _load_warm(load: Callable[[], Predictor]) -> Predictor:

@@ -25,7 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from digitlab.images import open_image
-from digitlab.preprocess import Preprocessed, preprocess_path, preprocess_pixels
+from digitlab.preprocess import Preprocessed, preprocess_pixels
+from digitlab.serve.cleaning import Cleaner
 from digitlab.serve.schemas import BASE64_PATTERN, GREY_MAX, MAX_PIXELS_SIDE, ImageJSON
 
 UNSUPPORTED_MEDIA_TYPE = 415
@@ -54,12 +55,12 @@ async def read_digit(request: Request) -> Preprocessed:
     """The digit in the request (for /predict), or HTTPException 415/422 saying what is wrong."""
     body = await _read_body(request, PIXELS_FORMAT)
     if isinstance(body, bytes):
-        return await _preprocess_bytes(body)
+        return await _preprocess_bytes(request, body)
     if body.pixels is not None:
         # 784 integers: checking and scaling them is cheaper than a hop to a worker thread.
         return preprocess_pixels(body.pixels)
     assert body.image is not None  # ImageJSON guarantees exactly one
-    return await _preprocess_bytes(_decode_base64(body.image))
+    return await _preprocess_bytes(request, _decode_base64(body.image))
 
 
 async def read_picture(request: Request) -> Image.Image:
@@ -135,11 +136,12 @@ async def _from_upload(request: Request) -> bytes:
     return data
 
 
-async def _preprocess_bytes(data: bytes) -> Preprocessed:
+async def _preprocess_bytes(request: Request, data: bytes) -> Preprocessed:
     _check_not_empty(data)
     # Decoding and cleaning up a photo takes milliseconds: off the event loop, so other
-    # requests keep flowing meanwhile.
-    return await run_in_threadpool(preprocess_path, data)
+    # requests keep flowing meanwhile (in the app's worker processes or threads).
+    cleaner: Cleaner = request.app.state.cleaner
+    return await cleaner.preprocess(data)
 
 
 async def _open_bytes(data: bytes) -> Image.Image:

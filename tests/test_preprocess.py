@@ -277,6 +277,14 @@ def test_blank_images_have_no_digit(image):
     assert no_digit(preprocess_image(image))
 
 
+@pytest.mark.parametrize("shape", [(1, 50), (50, 1), (1, 2)], ids=["row", "column", "two"])
+def test_pictures_one_pixel_thin_have_no_digit(shape):
+    """No neighbours along one axis: the noise is measured along the other (found by fuzzing
+    /read: a 1-pixel-wide picture raised an IndexError)."""
+    ramp = np.linspace(0, 255, shape[0] * shape[1]).reshape(shape).astype(np.uint8)
+    assert no_digit(preprocess_image(Image.fromarray(ramp)))
+
+
 def test_faint_noise_and_lighting_alone_have_no_digit():
     rng = np.random.default_rng(1)
     for _ in range(10):

@@ -307,8 +307,9 @@ def _noise_level(grey: np.ndarray) -> float:
     spreads = []
     for axis in (0, 1):
         steps = np.diff(sampled, axis=axis)
-        spreads.append(1.4826 * _median(np.abs(steps - _median(steps))) / math.sqrt(2))
-    return max(min(spreads), 1.0 / 255)
+        if steps.size:  # a picture one pixel wide or high has no neighbours along that axis
+            spreads.append(1.4826 * _median(np.abs(steps - _median(steps))) / math.sqrt(2))
+    return max(min(spreads, default=0.0), 1.0 / 255)
 
 
 def _every_other(values: np.ndarray) -> np.ndarray:

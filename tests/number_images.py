@@ -13,7 +13,6 @@ Every choice comes from the seed, so the sets are the same on every machine.
 """
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,15 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from wild_digits import add_specks, random_style, render_coverage
 
+# The same geometry as the detector's pairs of training digits (digitlab.nondigits); these
+# numbers are made of test digits.
+from digitlab.nondigits import INK_LEVEL, ink_columns, side_by_side
+
 KINDS = ("spaced", "close", "touching", "fonts")
 MNIST_KINDS = ("spaced", "close", "touching")
 DIGIT_HEIGHT = 20  # an MNIST digit's ink height in its 28×28 box
 LENGTHS = (2, 6)  # fewest and most digits in a number
 MAX_TILT = 5.0  # degrees
-INK_LEVEL = 0.3  # coverage counted as ink when measuring gaps
 # Gaps between neighbours' nearest ink, as fractions of the digit height, per kind.
 GAPS = {"spaced": (0.3, 0.8), "close": (0.05, 0.2), "touching": (-0.05, -0.05)}
 # Handwriting fonts from Debian packages (see .ci/run); those missing here are skipped.
@@ -73,43 +75,13 @@ def make_number_set(
 
 def mnist_coverage(digits: list[np.ndarray], kind: str, rng: np.random.Generator) -> np.ndarray:
     """MNIST digits side by side at MNIST scale (0-1), spaced as `kind` says."""
-    line = _ink_columns(digits[0].astype(np.float32) / 255.0)
+    line = ink_columns(digits[0].astype(np.float32) / 255.0)
     for digit in digits[1:]:
         gap = rng.uniform(*GAPS[kind]) * DIGIT_HEIGHT
         wobble = int(rng.integers(-2, 3))
-        line = join(line, np.roll(_ink_columns(digit.astype(np.float32) / 255.0), wobble, 0), gap)
+        digit_ink = ink_columns(digit.astype(np.float32) / 255.0)
+        line = side_by_side(line, np.roll(digit_ink, wobble, 0), gap)
     return line
-
-
-def join(left: np.ndarray, right: np.ndarray, gap: float) -> np.ndarray:
-    """Two equally tall ink images side by side, their nearest ink in any row `gap` px apart
-    (negative: overlapping by that much)."""
-    nearest = float(np.min(_first_ink(right) - _last_ink(left)))  # with both at column 0
-    if not math.isfinite(nearest):  # no row holds ink of both: space the boxes instead
-        nearest = 1.0 - left.shape[1]
-    offset = max(round(gap + 1 - nearest), 1)  # right's first column, from left's
-    canvas = np.zeros((left.shape[0], max(left.shape[1], offset + right.shape[1])), np.float32)
-    canvas[:, : left.shape[1]] = left
-    placed = canvas[:, offset : offset + right.shape[1]]
-    np.maximum(placed, right, out=placed)
-    return canvas
-
-
-def _ink_columns(digit: np.ndarray) -> np.ndarray:
-    """The digit cut to the columns holding ink."""
-    cols = np.flatnonzero((digit >= INK_LEVEL).any(axis=0))
-    return digit[:, cols[0] : cols[-1] + 1]
-
-
-def _last_ink(image: np.ndarray) -> np.ndarray:
-    ink = image >= INK_LEVEL
-    last = image.shape[1] - 1 - np.argmax(ink[:, ::-1], axis=1)
-    return np.where(ink.any(axis=1), last, -np.inf)
-
-
-def _first_ink(image: np.ndarray) -> np.ndarray:
-    ink = image >= INK_LEVEL
-    return np.where(ink.any(axis=1), np.argmax(ink, axis=1), np.inf)
 
 
 def font_coverage(text: str, font_file: str, rng: np.random.Generator) -> np.ndarray:

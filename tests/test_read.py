@@ -113,11 +113,11 @@ def test_cuts_do_not_depend_on_the_rejection_settings(mnist, trained_run, predic
 
 def test_detector_prefers_one_digit_to_two_touching(mnist, predictor):
     """What `read` weighs each candidate cut by: near 1 for a test digit, low for two touching."""
-    from number_images import join
+    from digitlab.nondigits import side_by_side
 
     digits = to_float(mnist.test_images[:40])[:, 0].numpy()
     singles = predictor.digitness(torch.from_numpy(digits).unsqueeze(1))
-    joined = [ink_to_mnist(join(digits[i], digits[i + 1], -1.0)) for i in range(0, 40, 2)]
+    joined = [ink_to_mnist(side_by_side(digits[i], digits[i + 1], -1.0)) for i in range(0, 40, 2)]
     doubles = predictor.digitness(torch.from_numpy(np.stack(joined)).unsqueeze(1))
     assert singles is not None and doubles is not None
     print(f"digitness: single digits {singles.median():.2f}, touching pairs {doubles.median():.2f}")

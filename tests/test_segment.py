@@ -5,9 +5,10 @@ the trained model scores the candidate cuts as `read` does."""
 import cv2
 import numpy as np
 import pytest
-from number_images import join, mnist_coverage, render_number
+from number_images import mnist_coverage, render_number
 from PIL import Image
 
+from digitlab.nondigits import side_by_side
 from digitlab.predict import Predictor
 from digitlab.preprocess import find_ink
 from digitlab.read import read_image
@@ -63,7 +64,7 @@ def test_touching_digits_are_split(mnist, predictor):
     split = right = 0
     for text in pairs:
         first, second = (d.astype(np.float32) / 255 for d in digits_of(mnist, text, 100))
-        touching = join(first, second, gap=-1.0)  # strokes overlap by a pixel
+        touching = side_by_side(first, second, gap=-1.0)  # strokes overlap by a pixel
         assert cv2.connectedComponents((touching > 0.3).astype(np.uint8))[0] == 2  # one blob
         reading = read_image(predictor, render_number(touching, rng, tilt=0.0, specks=0))
         split += len(reading.digits) == 2
@@ -74,7 +75,7 @@ def test_touching_digits_are_split(mnist, predictor):
 
 def test_without_a_scorer_a_wide_blob_is_cut_by_shape(mnist):
     first, second = (d.astype(np.float32) / 255 for d in digits_of(mnist, "08"))
-    image = render_number(join(first, second, gap=-1.0), np.random.default_rng(1), tilt=0.0)
+    image = render_number(side_by_side(first, second, gap=-1.0), np.random.default_rng(1), tilt=0.0)
     assert len(segments_of(image)) == 2
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.predict import FileResult, Predictor
+from digitlab.predict import FileResult, Predictor, chunked
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -106,7 +106,7 @@ def worked_chunks(
     paths: Iterable[Path], work: Callable[[Sequence[Path]], list[Item]], workers: int = 1
 ) -> Iterator[list[Item]]:
     """`work` done on chunks of `paths`, chunk by chunk in input order."""
-    chunks = _chunks(paths, CHUNK)
+    chunks = chunked(paths, CHUNK)
     if workers <= 1:
         yield from map(work, chunks)
         return
@@ -355,17 +355,6 @@ def merge_parts(out: Path, world_size: int, *, append: bool) -> int:
                     count += 1
             part.unlink()
     return count
-
-
-def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
-    chunk: list[Path] = []
-    for path in paths:
-        chunk.append(path)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

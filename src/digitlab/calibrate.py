@@ -30,7 +30,6 @@ from digitlab.data import MNIST, split_validation
 from digitlab.evaluate import NUM_CLASSES, Evaluation, predict_log_probs
 
 ECE_BINS = 15  # as in Guo et al.; the issue's definition
-EVAL_BATCH = 1000  # images per forward pass when scoring the "not a digit" figures
 NO_HOLDOUT = (
     "nothing was held out of training to fit it on (this recipe trains on every training "
     "image); train with --validation 5000 to get one"
@@ -211,14 +210,13 @@ def reliability_bins(log_probs: torch.Tensor, labels: torch.Tensor) -> dict[str,
 def _calibrated_classifier(
     model: nn.Module, temperature: float | None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """float pixels → calibrated probabilities (N, 10), on the model's device, in batches."""
+    """float pixels → calibrated probabilities (N, 10), on the model's device."""
     scaled = TemperatureScaled(model, temperature or 1.0).eval()
     device = next(model.parameters()).device
 
     @torch.inference_mode()
     def classify(pixels: torch.Tensor) -> torch.Tensor:
-        batches = torch.split(pixels, EVAL_BATCH)
-        return torch.cat([scaled(batch.to(device)).exp().float().cpu() for batch in batches])
+        return scaled(pixels.to(device)).exp().float().cpu()
 
     return classify
 
@@ -252,7 +250,11 @@ def evaluate_checkpoint(
         confidences=calibrated.exp().max(1).values,
         calibration=calibration.to_dict() | details,
         rejection=rejection_report(
-            checkpoint, metadata, mnist.test_images, _calibrated_classifier(model, temperature)
+            checkpoint,
+            metadata,
+            mnist.test_images,
+            calibrated.exp(),
+            _calibrated_classifier(model, temperature),
         ),
     )
     return evaluation, model, metadata

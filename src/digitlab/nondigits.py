@@ -396,7 +396,7 @@ def digit_pairs(digits: np.ndarray, count: int, rng: np.random.Generator) -> np.
     wrong place gives."""
     pairs = []
     for k in range(count):
-        first, second = (_ink_columns(digits[i]) for i in rng.choice(len(digits), 2))
+        first, second = (ink_columns(digits[i]) for i in rng.choice(len(digits), 2))
         if k % 3 == 1:  # a whole digit and part of a neighbour, either way round
             second = _part(second, rng, start=rng.uniform() < 0.5)
             if rng.uniform() < 0.5:
@@ -405,14 +405,14 @@ def digit_pairs(digits: np.ndarray, count: int, rng: np.random.Generator) -> np.
             first, second = _part(first, rng, start=False), _part(second, rng, start=True)
         gap = rng.uniform(*PAIR_GAPS) * DIGIT_HEIGHT
         wobble = int(rng.integers(-PAIR_WOBBLE, PAIR_WOBBLE + 1))
-        pairs.append(ink_to_mnist(_side_by_side(first, np.roll(second, wobble, 0), gap)))
+        pairs.append(ink_to_mnist(side_by_side(first, np.roll(second, wobble, 0), gap)))
     return np.stack(pairs)
 
 
 def _part(digit: np.ndarray, rng: np.random.Generator, *, start: bool) -> np.ndarray:
     """The first (`start`) or last columns of a digit, NEIGHBOUR_PART of its width."""
     keep = max(1, round(digit.shape[1] * rng.uniform(*NEIGHBOUR_PART)))
-    return _ink_columns(digit[:, :keep] if start else digit[:, -keep:])
+    return ink_columns(digit[:, :keep] if start else digit[:, -keep:])
 
 
 def digit_slices(
@@ -435,24 +435,24 @@ def digits_with_stub(digits: np.ndarray, count: int, rng: np.random.Generator) -
     a good cut between touching digits leaves them: still one digit, (count, 28, 28)."""
     marked = []
     for _ in range(count):
-        digit, neighbour = (_ink_columns(digits[i]) for i in rng.choice(len(digits), 2))
+        digit, neighbour = (ink_columns(digits[i]) for i in rng.choice(len(digits), 2))
         width = max(1, round(rng.uniform(*STUB_WIDTH) * DIGIT_HEIGHT))
         wobble = int(rng.integers(-PAIR_WOBBLE, PAIR_WOBBLE + 1))
         if rng.uniform() < 0.5:  # the neighbour's first columns, on the right
-            line = _side_by_side(digit, np.roll(neighbour[:, :width], wobble, 0), -1.0)
+            line = side_by_side(digit, np.roll(neighbour[:, :width], wobble, 0), -1.0)
         else:  # its last columns, on the left
-            line = _side_by_side(np.roll(neighbour[:, -width:], wobble, 0), digit, -1.0)
+            line = side_by_side(np.roll(neighbour[:, -width:], wobble, 0), digit, -1.0)
         marked.append(ink_to_mnist(line))
     return np.stack(marked)
 
 
-def _ink_columns(digit: np.ndarray) -> np.ndarray:
+def ink_columns(digit: np.ndarray) -> np.ndarray:
     """The digit cut to the columns that hold ink."""
     columns = np.flatnonzero((digit >= INK_LEVEL).any(axis=0))
     return digit[:, columns[0] : columns[-1] + 1]
 
 
-def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float) -> np.ndarray:
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: float) -> np.ndarray:
     """Two equally tall ink images side by side, their nearest ink in any row `gap` pixels
     apart (negative: overlapping)."""
     left_ink, right_ink = left >= INK_LEVEL, right >= INK_LEVEL
@@ -470,7 +470,7 @@ def _side_by_side(left: np.ndarray, right: np.ndarray, gap: float) -> np.ndarray
 
 def _slice(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """The left or right part of a digit cut by a random seam; None if it is too 1-like."""
-    ink = _ink_columns(digit)
+    ink = ink_columns(digit)
     rows, columns = np.mgrid[: ink.shape[0], : ink.shape[1]]
     seam = rng.uniform(*SLICE_SPAN) * ink.shape[1] + rng.uniform(
         -MAX_SEAM_SLOPE, MAX_SEAM_SLOPE

@@ -5,7 +5,7 @@ It predicts MNIST-format tensors directly, and image files (photos, scans, drawi
 """
 
 import glob
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,7 @@ def predict_paths(
 ) -> list[FileResult]:
     """Preprocess and predict image files in batches; unreadable files become error results."""
     results: list[FileResult] = []
-    for chunk in _chunks(paths, batch_size):
+    for chunk in chunked(paths, batch_size):
         read = [_read(path) for path in chunk]
         digits = [r for r in read if r.view is not None]
         if digits:
@@ -271,9 +271,16 @@ def _read(path: Path) -> FileResult:
     return FileResult(path, view=preprocessed.pixels, reason=preprocessed.reason)
 
 
-def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def chunked(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    """Lists of `size` paths (the last may be shorter), taken lazily from any iterable."""
+    chunk: list[Path] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _to_prediction(

@@ -7,7 +7,7 @@ touching digits, the model itself scores the candidate cuts.
 """
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from digitlab.errors import DigitlabError
-from digitlab.predict import Predictor
+from digitlab.predict import Predictor, chunked
 
 # Width / height of each digit's ink (above a quarter of full strength) in the MNIST training
 # set: the median and the standard deviation of its log, for 0-9.
@@ -114,7 +114,7 @@ def read_paths(
     from digitlab.images import open_image
 
     readings: list[Reading] = []
-    for chunk in _chunks(paths, batch_size):
+    for chunk in chunked(paths, batch_size):
         opened: list[Image.Image | str] = []
         for path in chunk:
             try:
@@ -202,8 +202,3 @@ def _reading(path: Path | None, digits: list[ReadDigit]) -> Reading:
     text = "".join(NOT_A_DIGIT_MARK if d.digit is None else str(d.digit) for d in digits)
     confidence = math.prod(d.probability for d in digits)
     return Reading(path, text, digits, confidence)
-
-
-def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -421,11 +421,13 @@ def rejection_report(
     checkpoint: Path,
     metadata: dict[str, Any],
     test_images: torch.Tensor,
+    test_probabilities: torch.Tensor,
     classify: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, Any] | None:
-    """The "not a digit" score's figures on MNIST test digits and REPORT_NONDIGITS generated
-    non-digits (from the training generator, with a seed no run trains on); None without a
-    detector. `classify`: float pixels → the classifier's calibrated probabilities (N, 10)."""
+    """The "not a digit" score's figures on MNIST test digits (uint8, with the classifier's
+    calibrated probabilities of them) and REPORT_NONDIGITS generated non-digits (from the
+    training generator, with a seed no run trains on), which `classify` turns into calibrated
+    probabilities (N, 10); None without a detector."""
     from digitlab.nondigits import generate_nondigits
 
     rejector = read_rejector(checkpoint)
@@ -434,10 +436,11 @@ def rejection_report(
     nondigits = torch.from_numpy(
         generate_nondigits(REPORT_NONDIGITS, np.random.default_rng(REPORT_SEED))
     ).unsqueeze(1)
-    digit_scores, nondigit_scores = (
-        with_doubt(rejection_scores(rejector, x), classify(x), doubt_weight_of(metadata))
-        for x in (to_float(test_images), nondigits)
+    weight = doubt_weight_of(metadata)
+    digit_scores = with_doubt(
+        rejection_scores(rejector, to_float(test_images)), test_probabilities, weight
     )
+    nondigit_scores = with_doubt(rejection_scores(rejector, nondigits), classify(nondigits), weight)
     return rejection_summary(digit_scores, nondigit_scores, threshold_of(metadata)) | {
         "nondigit_source": "generated doodles and letters (digitlab.nondigits, seed 9999)"
     }

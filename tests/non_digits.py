@@ -1,11 +1,11 @@
 """Images that are not digits, rendered as photos: what "not a digit" must catch.
 
-Drawn here, independently of `digitlab.nondigits` (the detector's own training generator):
+Drawn here, independently of `digitlab.synth.nondigits` (the detector's own training generator):
 stroke doodles (stars, hearts, smileys, hatching, scribbles) drawn with Pillow's ImageDraw, and
 letters from four handwriting fonts under /usr/share/fonts that the detector never trains on (it
 trains on DejaVu and four other handwriting fonts, see tools/make_rejector.py). Letters a digit
 can look like are left out: O o Q D I l i j J S s Z z B b G g q T t y A (as in
-digitlab.nondigits). Each mark is reduced to 28×28 and rendered as a phone photo or a scan by
+digitlab.synth.nondigits). Each mark is reduced to 28×28 and rendered as a phone photo or a scan by
 `wild_digits.make_wild_image`, the same way the wild test digits are, so the two sets differ
 only in what is drawn.
 """

@@ -21,9 +21,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from wild_digits import add_specks, random_style, render_coverage
 
-# The same geometry as the detector's pairs of training digits (digitlab.nondigits); these
+# The same geometry as the detector's pairs of training digits (digitlab.synth.nondigits); these
 # numbers are made of test digits.
-from digitlab.nondigits import INK_LEVEL, ink_columns, side_by_side
+from digitlab.synth.nondigits import INK_LEVEL, ink_columns, side_by_side
 
 KINDS = ("spaced", "close", "touching", "fonts")
 MNIST_KINDS = ("spaced", "close", "touching")

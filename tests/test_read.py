@@ -113,7 +113,7 @@ def test_cuts_do_not_depend_on_the_rejection_settings(mnist, trained_run, predic
 
 def test_detector_prefers_one_digit_to_two_touching(mnist, predictor):
     """What `read` weighs each candidate cut by: near 1 for a test digit, low for two touching."""
-    from digitlab.nondigits import side_by_side
+    from digitlab.synth.nondigits import side_by_side
 
     digits = to_float(mnist.test_images[:40])[:, 0].numpy()
     singles = predictor.digitness(torch.from_numpy(digits).unsqueeze(1))

@@ -15,7 +15,7 @@ from wild_digits import make_wild_set
 from digitlab.checkpoint import read_model_file, save_model
 from digitlab.cli import main
 from digitlab.data import to_float
-from digitlab.nondigits import digit_pairs, digit_slices
+from digitlab.synth.nondigits import digit_pairs, digit_slices
 from digitlab.predict import Prediction, Predictor
 from digitlab.preprocess import preprocess_image
 from digitlab.pretrained import PACKAGED_MODEL

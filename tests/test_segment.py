@@ -8,7 +8,7 @@ import pytest
 from number_images import mnist_coverage, render_number
 from PIL import Image
 
-from digitlab.nondigits import side_by_side
+from digitlab.synth.nondigits import side_by_side
 from digitlab.predict import Predictor
 from digitlab.preprocess import find_ink
 from digitlab.read import read_image

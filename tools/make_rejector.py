@@ -4,7 +4,7 @@
 
 It trains on a sample of the 55,000 training images that every recipe trains on (the fixed
 5,000-image held-out split is left out) against generated doodles and letters, pairs of those
-training digits side by side and slices of them (digitlab.nondigits), and sets its threshold
+training digits side by side and slices of them (digitlab.synth.nondigits), and sets its threshold
 on the 5,000 held-out digits at digitlab.reject.FALSE_REJECTION_RATE. A few minutes on two
 CPU cores; every `digitlab train` then copies it into its checkpoint. To put it into the
 packaged model without retraining the classifier: scripts/embed_rejector.py.
@@ -22,7 +22,7 @@ import torch
 import digitlab
 from digitlab.config import HELD_OUT
 from digitlab.data import DATA_CHECKSUM, load_mnist, split_validation
-from digitlab.nondigits import bundled_fonts
+from digitlab.synth.nondigits import bundled_fonts
 from digitlab.reject import PACKAGED, fit_rejector, save_packaged
 
 # Fonts the detector learns letters (and typed digits) from, besides matplotlib's DejaVu, when
@@ -69,7 +69,7 @@ def main() -> None:
         "made_by": f"tools/make_rejector.py --seed {args.seed} --threads {args.threads}",
         "trained_on": f"a sample of the {len(train):,} MNIST training digits (the {HELD_OUT:,} "
         "held out by every recipe excluded) against generated doodles and letters, pairs of "
-        "those digits and slices of them (digitlab.nondigits)",
+        "those digits and slices of them (digitlab.synth.nondigits)",
         "fonts": sorted({Path(f).name for f in fonts}),
         "train_seconds": round(time.perf_counter() - started, 1),
         "digitlab_version": digitlab.__version__,

@@ -15,6 +15,7 @@ The expected calibration error (ECE, 15 equal-width confidence bins) comes from 
 imported only when a score is computed.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,27 +80,30 @@ def scale_log_probs(log_probs: torch.Tensor, temperature: float) -> torch.Tensor
 
 
 def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T > 0 that minimises the NLL of `log_probs / T` on these labelled images.
-
-    The NLL is convex in 1/T, so a bounded one-dimensional search finds the minimum; golden
-    section on log T needs no gradients and no learning rate.
-    """
+    """The T > 0 that minimises the NLL of `log_probs / T` on these labelled images."""
     log_probs = log_probs.double()
+    return minimise_temperature(
+        lambda t: F.nll_loss(scale_log_probs(log_probs, t), labels).item()
+    )
 
-    def nll(log_t: float) -> float:
-        return F.nll_loss(
-            scale_log_probs(log_probs, float(torch.exp(torch.tensor(log_t)))), labels
-        ).item()
 
+def minimise_temperature(nll: Callable[[float], float]) -> float:
+    """The T in LOG_TEMPERATURE_RANGE that minimises `nll(T)`, a held-out set's negative
+    log-likelihood at temperature T.
+
+    The NLL of a softmax is convex in 1/T, so a bounded one-dimensional search finds the
+    minimum; golden section on log T needs no gradients and no learning rate. The sequence
+    reader's string NLL (`digitlab.reader`) is fitted the same way.
+    """
     low, high = LOG_TEMPERATURE_RANGE
     ratio = (5**0.5 - 1) / 2
     for _ in range(60):  # shrinks the bracket by 0.618^60 ≈ 3e-13
         a, b = high - ratio * (high - low), low + ratio * (high - low)
-        if nll(a) < nll(b):
+        if nll(math.exp(a)) < nll(math.exp(b)):
             high = b
         else:
             low = a
-    return float(torch.exp(torch.tensor((low + high) / 2)))
+    return math.exp((low + high) / 2)
 
 
 def expected_calibration_error(log_probs: torch.Tensor, labels: torch.Tensor) -> float:

@@ -147,11 +147,12 @@ class InkMap:
     scale: float  # original pixels per pixel of `ink` (it is box-averaged down to WORKING_SIZE)
 
 
-def find_ink(image: Image.Image) -> InkMap | str:
-    """The picture's ink, light or dark, paper and lighting removed; or why there is none."""
+def find_ink(image: Image.Image, working_size: int = WORKING_SIZE) -> InkMap | str:
+    """The picture's ink, light or dark, paper and lighting removed, box-averaged down to at
+    most `working_size` pixels on its longest side; or why there is none."""
     if image.width == 0 or image.height == 0:
         return "no digit found: the image is empty (0 pixels)"
-    grey, scale = _working_grey(image)
+    grey, scale = _working_grey(image, working_size)
     if np.ptp(grey) < 1.5 / 255:
         return "no digit found: the image is blank (one uniform colour)"
     noise = _noise_level(grey)
@@ -183,11 +184,11 @@ def preprocess_pixels(pixels: Sequence[Sequence[int]]) -> Preprocessed:
 # --- finding the ink -----------------------------------------------------------------------
 
 
-def _working_grey(image: Image.Image) -> tuple[np.ndarray, float]:
-    """Grey levels in [0, 1] as float32, box-averaged down to at most WORKING_SIZE, and the
+def _working_grey(image: Image.Image, working_size: int) -> tuple[np.ndarray, float]:
+    """Grey levels in [0, 1] as float32, box-averaged down to at most `working_size`, and the
     factor it was reduced by."""
     grey = to_grey(image)
-    factor = math.ceil(max(grey.size) / WORKING_SIZE)
+    factor = math.ceil(max(grey.size) / working_size)
     if factor > 1:
         grey = grey.reduce(factor)
     return np.asarray(grey, dtype=np.float32) / 255.0, float(max(factor, 1))

@@ -1,9 +1,16 @@
-"""Read whole numbers: image files or pictures → the string of digits in each, left to right.
+"""Read the numbers in pictures: image files or images → text, numbers, digits and their boxes.
 
-Each picture's ink is found as for one digit (`preprocess.find_ink`), cut into digits by
-`segment`, each digit put in MNIST format (`preprocess.ink_to_mnist`), and all the digits of
-a chunk of pictures go through the model in one forward pass. When a piece of ink may be two
-touching digits, the model itself scores the candidate cuts.
+Two stages, so that the first can run in worker processes without a model:
+
+1. `find_lines(image)`: the picture's ink (`preprocess.find_ink`), its lines and the numbers
+   on each (`lines.find_numbers`), as line images;
+2. `NumberReader.read_found(found)`: every line image of a batch of pictures through the
+   sequence reader (`digitlab.reader`), decoded into digits with their boxes in the picture,
+   each number's confidence, and the pictures' readings.
+
+A number whose decoded string is empty is no number (a word, a doodle); one whose calibrated
+confidence is under the reader's threshold is refused as "not a number". A picture with no
+number left answers `text: None` and says why.
 """
 
 import math
@@ -17,188 +24,216 @@ import torch
 from PIL import Image
 
 from digitlab.errors import DigitlabError
-from digitlab.predict import Predictor, chunked
+from digitlab.lines import NumberImage, find_numbers
+from digitlab.reader import CRNN, batch_lines, greedy_decode, padded_width
+from digitlab.reader import scale_log_probs, string_log_probability
 
-# Width / height of each digit's ink (above a quarter of full strength) in the MNIST training
-# set: the median and the standard deviation of its log, for 0-9.
-DIGIT_LOG_ASPECTS = torch.tensor([0.9, 0.39, 0.93, 0.79, 0.79, 0.93, 0.72, 0.77, 0.76, 0.67]).log()
-DIGIT_LOG_ASPECT_SPREADS = torch.tensor([0.2, 0.46, 0.22, 0.21, 0.21, 0.26, 0.22, 0.21, 0.22, 0.21])
-# The shape prior never falls below this: real digits (a 0 or 6 written wide, a slanted font)
-# stray further from MNIST's shapes than its Gaussian allows, and a clearly read whole digit
-# must not lose to slices of it only for its shape. Measured: bench/read_numbers.py.
-MIN_SHAPE_PRIOR = 0.1
-
-
-NOT_A_DIGIT_MARK = "?"
-# What `find_digits` gives for a picture: each digit's (1, 28, 28) view and its box, x y w h.
-FoundDigits = list[tuple[torch.Tensor, tuple[int, int, int, int]]]
+# Reading looks at pictures in more detail than one digit needs: lines of small digits on a
+# page must keep a few pixels of height each after the picture is reduced.
+READ_WORKING_SIZE = 1024
+NO_NUMBER = "no number found"
+NOT_A_NUMBER = "not a number"
+Box = tuple[int, int, int, int]  # x, y, w, h in the picture's pixels
 
 
 @dataclass(frozen=True)
 class ReadDigit:
-    """One digit of a number, as the model read it."""
-
-    digit: int | None  # None is reserved for "not a digit"
+    digit: int
     probability: float
-    box: tuple[int, int, int, int]  # x, y, w, h in the original image's pixels
-    view: torch.Tensor = field(repr=False)  # (1, 28, 28): what the model saw
-    reason: str | None = None
+    box: Box
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digit": self.digit, "probability": self.probability, "box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class ReadNumber:
+    text: str
+    confidence: float  # calibrated probability that `text` is what is written
+    box: Box
+    digits: list[ReadDigit]
+    line: int  # 0 = the top line of the picture
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "digit": self.digit,
-            "probability": self.probability,
+            "text": self.text,
+            "confidence": self.confidence,
             "box": list(self.box),
-            "reason": self.reason,
+            "digits": [d.to_dict() for d in self.digits],
         }
 
 
 @dataclass(frozen=True)
 class Reading:
-    """What one picture gave: a string of digits, no digits (with the reason), or an error."""
+    """What one picture gave: its numbers in reading order, none (with the reason), or an error."""
 
     path: Path | None
-    text: str | None  # the digits left to right; None when there are none (see `reason`)
-    digits: list[ReadDigit]
-    confidence: float | None  # how sure the whole string is: the product of its digits'
-    reason: str | None = None  # why there is no text, e.g. "no digits found: the image is blank"
+    numbers: list[ReadNumber] = field(default_factory=list)
+    reason: str | None = None  # why there is no number, e.g. "no number found: ..."
     error: str | None = None  # the file could not be read
+
+    @property
+    def text(self) -> str | None:
+        """The numbers, a space between numbers on one line, a newline between lines."""
+        if not self.numbers:
+            return None
+        lines: dict[int, list[str]] = {}
+        for number in self.numbers:
+            lines.setdefault(number.line, []).append(number.text)
+        return "\n".join(" ".join(texts) for _, texts in sorted(lines.items()))
+
+    @property
+    def digits(self) -> list[ReadDigit]:
+        return [digit for number in self.numbers for digit in number.digits]
+
+    @property
+    def confidence(self) -> float | None:
+        """How sure the whole text is: the product of its numbers' confidences."""
+        return math.prod(n.confidence for n in self.numbers) if self.numbers else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": None if self.path is None else str(self.path),
             "text": self.text,
-            "digits": [digit.to_dict() for digit in self.digits],
+            "numbers": [n.to_dict() for n in self.numbers],
+            "digits": [d.to_dict() for d in self.digits],
             "confidence": self.confidence,
             "reason": self.reason,
             "error": self.error,
         }
 
 
-def read_image(predictor: Predictor, image: Image.Image) -> Reading:
-    """The number in one picture."""
-    return read_images(predictor, [image])[0]
+@dataclass(frozen=True)
+class FoundLines:
+    """A picture's numbers as line images, before reading (what `find_lines` gives)."""
+
+    numbers: list[NumberImage]
+    scale: float  # picture pixels per ink-map pixel
 
 
-def read_images(predictor: Predictor, images: Sequence[Image.Image]) -> list[Reading]:
-    """The number in each picture; the digits of all of them share one forward pass."""
-    return read_found(predictor, [find_digits(predictor, image) for image in images])
+def find_lines(image: Image.Image) -> FoundLines | str:
+    """The picture's numbers as line images, or why there are none. No model is needed."""
+    from digitlab.preprocess import find_ink
+
+    found = find_ink(image, working_size=READ_WORKING_SIZE)
+    if isinstance(found, str):
+        return found.replace("no digit found", NO_NUMBER)
+    floor = found.noise_floor
+    ink = np.clip((found.ink - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0).astype(np.float32)
+    numbers = find_numbers(ink)
+    if not numbers:
+        return f"{NO_NUMBER}: no line of writing in the picture"
+    return FoundLines(numbers, found.scale)
 
 
-def read_found(predictor: Predictor, found: Sequence[FoundDigits | str]) -> list[Reading]:
-    """The readings of pictures whose digits `find_digits` has found (or said why there are
-    none), with every digit of them in one forward pass. `path` is left None."""
-    views = [view for item in found if not isinstance(item, str) for view, _ in item]
-    predictions = iter(predictor.predict_tensor(torch.stack(views)) if views else [])
-    readings = []
-    for item in found:
-        if isinstance(item, str):
-            readings.append(Reading(None, None, [], None, reason=item))
-            continue
-        digits = [
-            ReadDigit(prediction.digit, prediction.probability, box, view, prediction.reason)
-            for (view, box), prediction in zip(item, predictions, strict=False)
-        ]
-        readings.append(_reading(None, digits))
-    return readings
+class NumberReader:
+    """A sequence reader loaded once: line images → digits, with calibrated confidences.
+
+    `temperature` calibrates the string probabilities (fitted on held-out generated numbers);
+    a number under `threshold` confidence is refused as not a number (None: never refused)."""
+
+    def __init__(
+        self,
+        model: CRNN,
+        *,
+        temperature: float = 1.0,
+        threshold: float | None = None,
+        device: torch.device | str = "cpu",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.temperature = temperature
+        self.threshold = threshold
+        self.metadata = metadata or {}
+
+    def read_images(self, images: Sequence[Image.Image]) -> list[Reading]:
+        """The numbers in each picture; every line image of them in a few forward passes."""
+        return self.read_found([find_lines(image) for image in images])
+
+    def read_image(self, image: Image.Image) -> Reading:
+        return self.read_images([image])[0]
+
+    def read_found(self, found: Sequence[FoundLines | str]) -> list[Reading]:
+        """Readings of pictures whose lines `find_lines` found (or said why there are none)."""
+        lines = [number for item in found if not isinstance(item, str) for number in item.numbers]
+        decoded = iter(self.decode([number.pixels for number in lines]))
+        readings = []
+        for item in found:
+            if isinstance(item, str):
+                readings.append(Reading(None, reason=item))
+                continue
+            numbers = []
+            for number in item.numbers:
+                digits, confidence = next(decoded)
+                if digits and (self.threshold is None or confidence >= self.threshold):
+                    numbers.append(_read_number(number, digits, confidence, item.scale))
+            refused = len(numbers) < len(item.numbers)
+            reason = None if numbers else f"{NO_NUMBER}: {NOT_A_NUMBER}" if refused else NO_NUMBER
+            readings.append(Reading(None, numbers, reason=reason))
+        return readings
+
+    @torch.inference_mode()
+    def decode(self, line_images: Sequence[np.ndarray]) -> list[tuple[list, float]]:
+        """Each line image's decoded digits (`reader.DecodedDigit`) and the calibrated
+        probability of that string. Images are batched by padded width, so an image's answer
+        never depends on what else is in the batch."""
+        results: list[tuple[list, float]] = [([], 0.0)] * len(line_images)
+        by_width: dict[int, list[int]] = {}
+        for index, pixels in enumerate(line_images):
+            by_width.setdefault(padded_width(pixels.shape[1]), []).append(index)
+        for indices in by_width.values():
+            batch, _ = batch_lines([torch.from_numpy(line_images[i]) for i in indices])
+            log_probs = scale_log_probs(self.model(batch.to(self.device)).float().cpu(), self.temperature)
+            decoded = [greedy_decode(lp) for lp in log_probs]
+            strings = [[d.digit for d in digits] for digits in decoded]
+            probability = string_log_probability(log_probs, strings).exp().tolist()
+            for index, digits, p in zip(indices, decoded, probability, strict=True):
+                results[index] = (digits, p)
+        return results
+
+
+def _read_number(number: NumberImage, digits: list, confidence: float, scale: float) -> ReadNumber:
+    read = [
+        ReadDigit(d.digit, d.probability, _picture_box(number.box(*d.columns), scale))
+        for d in digits
+    ]
+    whole = _picture_box(number.box(0, number.pixels.shape[1] - 1), scale)
+    text = "".join(str(d.digit) for d in read)
+    return ReadNumber(text, confidence, whole, read, number.line)
+
+
+def _picture_box(box: tuple[float, float, float, float], scale: float) -> Box:
+    """An ink-map box (x, y, w, h) in the picture's pixels, whole pixels covering it."""
+    x, y, w, h = box
+    left, top = math.floor(x * scale), math.floor(y * scale)
+    return left, top, math.ceil((x + w) * scale) - left, math.ceil((y + h) * scale) - top
 
 
 def read_paths(
-    predictor: Predictor,
+    reader: NumberReader,
     paths: Sequence[Path],
     *,
-    batch_size: int = 256,
+    batch_size: int = 64,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Reading]:
     """Open and read image files in chunks; unreadable files become readings with an error."""
     from digitlab.images import open_image
 
     readings: list[Reading] = []
-    for chunk in chunked(paths, batch_size):
-        opened: list[Image.Image | str] = []
-        for path in chunk:
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        found: list[FoundLines | str] = []
+        errors: dict[int, str] = {}
+        for index, path in enumerate(chunk):
             try:
-                opened.append(open_image(path))
+                found.append(find_lines(open_image(path)))
             except DigitlabError as err:
-                opened.append(str(err))
-        images = [image for image in opened if not isinstance(image, str)]
-        read = iter(read_images(predictor, images))
-        for path, image in zip(chunk, opened, strict=True):
-            if isinstance(image, str):
-                readings.append(Reading(path, None, [], None, error=image))
-            else:
-                readings.append(replace(next(read), path=path))
+                errors[index] = str(err)
+        read = iter(reader.read_found(found))
+        for index, path in enumerate(chunk):
+            error = errors.get(index)
+            readings.append(Reading(path, error=error) if error else replace(next(read), path=path))
         if on_progress is not None:
             on_progress(len(chunk))
     return readings
-
-
-def find_digits(predictor: Predictor, image: Image.Image) -> FoundDigits | str:
-    """(MNIST view, box in the image's pixels) of each digit, left to right; or why none.
-    The model only scores candidate cuts here; `read_found` reads the digits."""
-    from digitlab.preprocess import find_ink, ink_to_mnist
-    from digitlab.segment import segment
-
-    found = find_ink(image)
-    if isinstance(found, str):
-        return found.replace("no digit found", "no digits found")
-    segments = segment(found, score=_scorer(predictor))
-    if isinstance(segments, str):
-        return segments
-    return [
-        (torch.from_numpy(ink_to_mnist(piece.ink)).unsqueeze(0), _scaled(piece.box, found.scale))
-        for piece in segments
-    ]
-
-
-def _scorer(predictor: Predictor) -> Callable[[Sequence[np.ndarray]], list[float]]:
-    """How sure we are that each ink patch is one digit: the model's probability for the best
-    digit times how typical the patch's width / height is for that digit, times how much the
-    "not a digit" detector takes it for exactly one whole digit (when the checkpoint has one).
-
-    The model, trained on single digits only, is often sure of a slice of a digit or of two
-    digits together as well. The shape says that a third of a 0 is no 1's shape; the detector,
-    trained on such pairs and slices as non-digits, catches what the shape lets through.
-    """
-    from digitlab.preprocess import BOX_INK_LEVEL, ink_to_mnist
-
-    def score(patches: Sequence[np.ndarray]) -> list[float]:
-        if not patches:
-            return []
-        views = torch.stack([torch.from_numpy(ink_to_mnist(p)).unsqueeze(0) for p in patches])
-        probabilities = predictor.predict_probabilities(views)  # (N, 10)
-        aspects = torch.tensor([_aspect(patch >= BOX_INK_LEVEL) for patch in patches])
-        spread = (aspects.log()[:, None] - DIGIT_LOG_ASPECTS) / DIGIT_LOG_ASPECT_SPREADS
-        prior = torch.exp(-0.5 * spread**2).clamp(min=MIN_SHAPE_PRIOR)
-        best = (probabilities * prior).amax(dim=1)
-        whole = predictor.digitness(views)
-        return (best if whole is None else best * whole).tolist()
-
-    return score
-
-
-def _aspect(mask: np.ndarray) -> float:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return 1.0
-    return float(cols[-1] - cols[0] + 1) / float(rows[-1] - rows[0] + 1)
-
-
-def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
-    """An ink-map box in the original image's pixels."""
-    x, y, w, h = box
-    return (
-        math.floor(x * scale),
-        math.floor(y * scale),
-        math.ceil(w * scale),
-        math.ceil(h * scale),
-    )
-
-
-def _reading(path: Path | None, digits: list[ReadDigit]) -> Reading:
-    if not digits:
-        return Reading(path, None, [], None, reason="no digits found")
-    # A character the detector calls "not a digit" shows as NOT_A_DIGIT_MARK in the text.
-    text = "".join(NOT_A_DIGIT_MARK if d.digit is None else str(d.digit) for d in digits)
-    confidence = math.prod(d.probability for d in digits)
-    return Reading(path, text, digits, confidence)

@@ -10,7 +10,7 @@ detector scores every image. It is trained on
   hard-edged canvas-like strokes) and digits drawn from fonts;
 - anything else: generated doodles and letters, and — made from those training digits — two
   digits close, touching or overlapping (or one and part of the next) and slices of one
-  (`digitlab.nondigits`).
+  (`digitlab.synth.nondigits`).
 
 The second kind makes it a judge of how a number is cut, too: `digitlab read` multiplies each
 candidate part's score by the detector's `digitness`, so two touching digits kept whole or a
@@ -133,7 +133,7 @@ def training_set(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The detector's images (N, 1, 28, 28) and targets (N,): 0 for one whole digit, 1 for
     anything else. Drawn from `seed` alone."""
-    from digitlab.nondigits import (
+    from digitlab.synth.nondigits import (
         digit_pairs,
         digit_slices,
         digits_with_stub,
@@ -428,7 +428,7 @@ def rejection_report(
     calibrated probabilities of them) and REPORT_NONDIGITS generated non-digits (from the
     training generator, with a seed no run trains on), which `classify` turns into calibrated
     probabilities (N, 10); None without a detector."""
-    from digitlab.nondigits import generate_nondigits
+    from digitlab.synth.nondigits import generate_nondigits
 
     rejector = read_rejector(checkpoint)
     if rejector is None:
@@ -442,5 +442,5 @@ def rejection_report(
     )
     nondigit_scores = with_doubt(rejection_scores(rejector, nondigits), classify(nondigits), weight)
     return rejection_summary(digit_scores, nondigit_scores, threshold_of(metadata)) | {
-        "nondigit_source": "generated doodles and letters (digitlab.nondigits, seed 9999)"
+        "nondigit_source": "generated doodles and letters (digitlab.synth.nondigits, seed 9999)"
     }

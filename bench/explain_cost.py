@@ -58,7 +58,7 @@ def median_ms(action: Callable[[torch.Tensor], object], views: list[torch.Tensor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=[*list_models(), "ensemble"])
+    parser.add_argument("--models", nargs="+", default=[*list_models("digits"), "ensemble"])
     parser.add_argument("--digits", type=int, default=50, help="test digits timed per model")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -88,7 +88,7 @@ def untrained_with_real_statistics(name: str, images: torch.Tensor) -> nn.Module
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=list_models())
+@pytest.fixture(scope="module", params=list_models("digits"))
 def case(request: pytest.FixtureRequest, mnist: MNIST) -> Case:
     name = request.param
     if name in TRAINED:

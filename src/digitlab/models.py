@@ -1,8 +1,10 @@
 """The model registry and the networks in it.
 
-`create_model(name, **kwargs)` builds a registered network; `list_models()` names them all.
-Every model maps a float batch `(N, 1, 28, 28)` in [0, 1] to `(N, 10)` log-probabilities, so a
-loss (`cross_entropy` on log-probabilities equals `nll_loss`) and `softmax` work the same on all.
+`create_model(name, **kwargs)` builds a registered network; `list_models()` names them all,
+`list_models("digits")` the digit classifiers and `list_models("numbers")` the number readers.
+Every classifier maps a float batch `(N, 1, 28, 28)` in [0, 1] to `(N, 10)` log-probabilities,
+so a loss (`cross_entropy` on log-probabilities equals `nll_loss`) and `softmax` work the same
+on all. A reader maps line images `(N, 1, 32, W)` to CTC frames (see `digitlab.reader`).
 """
 
 import math
@@ -15,17 +17,34 @@ from torch import nn
 from digitlab.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+TASKS = ("digits", "numbers")  # what a model does: classify one digit, or read a number
+_TASK: dict[str, str] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register a model factory under its function name."""
-    _REGISTRY[fn.__name__] = fn
-    return fn
+def register_model(
+    fn: Callable[..., nn.Module] | None = None, *, task: str = "digits"
+) -> Callable[..., nn.Module]:
+    """Decorator: register a model factory under its function name (`@register_model`, or
+    `@register_model(task="numbers")` for a number reader)."""
+
+    def register(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[factory.__name__] = factory
+        _TASK[factory.__name__] = task
+        return factory
+
+    return register(fn) if fn is not None else register
 
 
-def list_models() -> list[str]:
-    """The names in the model registry, for `create_model` and `digitlab train --model`."""
-    return sorted(_REGISTRY)
+def list_models(task: str | None = None) -> list[str]:
+    """The names in the model registry (those of one task if given), for `create_model` and
+    `digitlab train --model`."""
+    return sorted(name for name in _REGISTRY if task is None or _TASK[name] == task)
+
+
+def task_of(name: str) -> str:
+    """"digits" for a classifier, "numbers" for a number reader."""
+    _factory(name)  # a clear error for an unknown name
+    return _TASK[name]
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:
@@ -269,3 +288,14 @@ def build_model(name: str, members: int = 1) -> nn.Module:
     if members == 1:
         return create_model(name)
     return Ensemble([create_model(name) for _ in range(members)])
+
+
+@register_model(task="numbers")
+def crnn() -> nn.Module:
+    """Number reader: conv 1→32→64→96→128 to a frame per 4 columns, BiGRU 96, CTC 10+blank.
+
+    466,475 parameters (1.9 MB of float32).
+    """
+    from digitlab.reader import CRNN
+
+    return CRNN()

@@ -237,3 +237,42 @@ def read_paths(
         if on_progress is not None:
             on_progress(len(chunk))
     return readings
+
+
+READER_PREFIX = "reader."  # a reader carried by a classifier's checkpoint (the packaged one)
+
+
+def load_number_reader(
+    checkpoint: str | Path | None = None, device: torch.device | str = "cpu"
+) -> NumberReader:
+    """The sequence reader of a checkpoint: a reader run's own model, or the reader a
+    classifier's checkpoint carries (tensors `reader.*`); None = the newest run, else the
+    packaged model."""
+    from safetensors import safe_open
+
+    from digitlab.checkpoint import METADATA_KEY
+    from digitlab.errors import CheckpointError
+    from digitlab.runs import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = __import__("json").loads((f.metadata() or {})[METADATA_KEY])
+        own = metadata.get("model") == "crnn"
+        prefix = "" if own else READER_PREFIX
+        state = {
+            name[len(prefix) :]: f.get_tensor(name)
+            for name in f.keys()  # noqa: SIM118 (not a dict)
+            if name.startswith(prefix) and (not own or "." in name and not name.startswith("rejector."))
+        }
+    if not state:
+        raise CheckpointError(f"{path} holds no number reader")
+    model = CRNN()
+    model.load_state_dict(state)
+    info = metadata.get("reader") or {}
+    return NumberReader(
+        model,
+        temperature=float(info.get("temperature") or 1.0),
+        threshold=info.get("threshold"),
+        device=device,
+        metadata=metadata,
+    )

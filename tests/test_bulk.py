@@ -9,16 +9,11 @@ import pytest
 import torch
 from wild_digits import make_wild_set
 
-from digitlab.bulk import (
-    done_paths,
-    drop_partial_last_line,
-    merge_parts,
-    part_path,
-    predict_stream,
-)
+from digitlab.bulk import predict_stream
 from digitlab.checkpoint import save_model
 from digitlab.cli import main
 from digitlab.config import make_config
+from digitlab.jsonl import done_paths, drop_partial_last_line, merge_parts, part_path
 from digitlab.models import create_model
 from digitlab.predict import Predictor
 

@@ -352,13 +352,9 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         args.out or new_run_dir(config.recipe)  # rank 0's choice: the names hold a time
     )
     verbose = not (args.quiet or args.json) and session.is_main
-    if not session.is_main:
-        distributed.barrier()  # let rank 0 download MNIST if it is missing, then read it
-    mnist = load_mnist(
-        args.data_dir, download=True, on_progress=_download_bar() if verbose else None
-    )
-    if session.is_main:
-        distributed.barrier()
+    with distributed.main_process_first():  # rank 0 downloads MNIST if it is missing
+        on_progress = _download_bar() if verbose else None
+        mnist = load_mnist(args.data_dir, download=True, on_progress=on_progress)
     if verbose:
         what = model_label(config.model, config.members)
         processes = f" on {session.world_size} processes" if session.is_distributed else ""
@@ -366,11 +362,10 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
     resume = args.resume is not None
     with _TrainingDisplay(verbose, validation=config.validation > 0) as display:
         result = train(config, mnist, run_dir, resume=resume, **display.callbacks())
-    if not session.is_main:
-        distributed.barrier()  # wait for rank 0's report
+    with distributed.main_process_first():  # the others wait for rank 0's report
+        evaluation = write_run_report(run_dir, mnist) if session.is_main else None
+    if evaluation is None:
         return 0
-    evaluation = write_run_report(run_dir, mnist)
-    distributed.barrier()
     summary = result.to_dict() | {
         "test_accuracy": evaluation.accuracy,
         "test_loss": evaluation.loss,
@@ -670,40 +665,12 @@ def _stream_jsonl(
 ) -> int:
     """Stream JSON lines to stdout or --out; under torchrun each rank reads its shard.
     `stream(paths, workers=N)` yields one result (with `to_dict` and `error`) per path."""
-    from contextlib import nullcontext
+    from digitlab.distributed import is_main_process
+    from digitlab.jsonl import write_jsonl
 
-    from digitlab import distributed
-    from digitlab.bulk import done_paths, drop_partial_last_line, jsonl_line, merge_parts, part_path
-    from digitlab.errors import ConfigError
-
-    if args.skip_done is not None:
-        done = done_paths(args.skip_done)
-        paths = [path for path in paths if str(path) not in done]
-    append = (
-        args.skip_done is not None
-        and args.out is not None
-        and (args.skip_done.resolve() == args.out.resolve())
-    )
-    with distributed.launched("cpu") as session:
-        if session.is_distributed and args.out is None:
-            raise ConfigError("under torchrun, --jsonl needs --out FILE (rank 0 joins the parts)")
-        target = part_path(args.out, session.rank) if session.is_distributed else args.out
-        mode = "a" if append and not session.is_distributed else "w"
-        if mode == "a":
-            drop_partial_last_line(args.out)
-        failed = 0
-        with open(target, mode) if target is not None else nullcontext(sys.stdout) as out:
-            for result in stream(distributed.shard(paths, session), workers=args.workers):
-                out.write(jsonl_line(result))
-                failed += result.error is not None
-        if session.is_distributed:
-            import torch
-
-            failed = int(distributed.all_reduce_sum(torch.tensor([failed])).item())  # and wait
-            if session.is_main:
-                merge_parts(args.out, session.world_size, append=append)
-            distributed.barrier()  # no rank exits (which ends the others) before the join
-    if failed and session.is_main:
+    out = args.out if args.out is not None else sys.stdout
+    failed = write_jsonl(paths, stream, out=out, skip_done=args.skip_done, workers=args.workers)
+    if failed and is_main_process():
         print(f'digitlab: {failed} file(s) could not be read (see their "error")', file=sys.stderr)
     return EXIT_ERROR if failed else 0
 

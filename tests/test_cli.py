@@ -235,11 +235,11 @@ def test_models_and_recipes_list_the_registry(capsys):
 
 def test_next_commands_after_training_into_runs_need_no_checkpoint(tmp_path, monkeypatch):
     from digitlab.checkpoint import save_model
-    from digitlab.cli import _next_commands
+    from digitlab.cli.commands.train import next_commands
     from digitlab.models import create_model
 
     monkeypatch.chdir(tmp_path)
     run_dir = Path("runs") / "default-20261129-101500"
     save_model(RunPaths(run_dir).model, create_model("lenet"), {"model": "lenet"})
-    commands = _next_commands(run_dir).splitlines()[1:]
+    commands = next_commands(run_dir).splitlines()[1:]
     assert len(commands) == 3 and not any("--checkpoint" in line for line in commands)

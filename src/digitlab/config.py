@@ -52,7 +52,7 @@ class TrainConfig:
     ema: float | None = _setting(
         None,
         "decay of an exponential moving average of the weights, which is then what gets "
-        "evaluated and saved, e.g. 0.999 (default: plain weights)",
+        "evaluated and saved, e.g. 0.999 (unset: the plain weights)",
     )
     shuffle: bool = _setting(True, "shuffle the training images every epoch (the notebook did not)")
     seed: int = _setting(41, "seed of the initial weights, the order of images and augmentation")
@@ -77,7 +77,7 @@ class TrainConfig:
         "arithmetic as the default layout (so `seed` keeps it off)",
     )
     threads: int | None = _setting(
-        None, "torch CPU threads (default: torch's, all cores)", positive=True, metavar="N"
+        None, "torch CPU threads (unset: torch's default, all cores)", positive=True, metavar="N"
     )
     device: str = _setting(
         "auto",

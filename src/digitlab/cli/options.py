@@ -1,6 +1,13 @@
-"""The command line's shape: exit codes, the parser, flags shared by commands, type checkers."""
+"""The command line's shape: exit codes, the parser, flags shared by commands, type checkers.
+
+The training flags are made from `TrainConfig`'s fields (`add_training_overrides`): a new field
+in digitlab.config is a new flag of `digitlab train`, with its help, type and checks.
+"""
 
 import argparse
+import types
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -155,46 +162,48 @@ def check_bulk_flags(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- training flags
 
-OVERRIDES = (
-    "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-    "label_smoothing", "rotation", "scale", "translate", "ema", "members", "seed", "subset",
-    "validation", "threads", "device",
-)  # fmt: skip
+SELECTOR = "recipe"  # the field chosen by --recipe, not overridden
 
 
 def add_training_overrides(parser: argparse.ArgumentParser) -> None:
-    from digitlab.config import OPTIMIZERS, SCHEDULES
+    """One flag per `TrainConfig` field but the recipe: `batch_size` → `--batch-size`, its
+    type, checks and help from the field. Every flag defaults to None, "the recipe's value";
+    a bool field gets `--x/--no-x`."""
+    from digitlab.config import TrainConfig
 
-    overrides = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    overrides.add_argument("--model", help="network from the registry (see `digitlab models`)")
-    overrides.add_argument("--epochs", type=positive_int)
-    overrides.add_argument("--batch-size", type=positive_int)
-    overrides.add_argument("--lr", type=positive_float, help="(peak) learning rate")
-    overrides.add_argument("--optimizer", choices=OPTIMIZERS)
-    overrides.add_argument("--schedule", choices=SCHEDULES)
-    overrides.add_argument("--weight-decay", type=float)
-    overrides.add_argument("--label-smoothing", type=float)
-    overrides.add_argument("--rotation", type=float, help="augment: max rotation in degrees")
-    overrides.add_argument("--scale", type=float, help="augment: max zoom, e.g. 0.1 for ±10%%")
-    overrides.add_argument("--translate", type=float, help="augment: max shift, fraction of 28")
-    overrides.add_argument("--ema", type=float, help="moving average of weights, e.g. 0.999")
-    overrides.add_argument(
-        "--members", type=positive_int, metavar="N", help="train N models with seeds "
-        "seed..seed+N-1 and average their probabilities",
-    )  # fmt: skip
-    overrides.add_argument("--seed", type=int)
-    overrides.add_argument("--subset", type=positive_int, help="train on the first N images only")
-    overrides.add_argument(
-        "--validation",
-        type=int,
-        metavar="N",
-        help="hold out N training images as a validation set, scored every epoch",
-    )
-    overrides.add_argument("--threads", type=positive_int, help="CPU threads for torch")
-    overrides.add_argument("--device", help="auto, cpu or cuda[:N]")
+    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    hints = typing.get_type_hints(TrainConfig)
+    for field in fields(TrainConfig):
+        if field.name == SELECTOR:
+            continue
+        assert field.default is not MISSING, f"TrainConfig.{field.name} needs a default"
+        meta = field.metadata
+        kind = _value_type(hints[field.name])
+        flag = "--" + field.name.replace("_", "-")
+        help = meta["help"].replace("%", "%%")  # argparse formats help with %
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
+            continue
+        check: Any = kind
+        if meta.get("positive"):
+            check = {int: positive_int, float: positive_float}[kind]
+        group.add_argument(
+            flag, type=check, choices=meta.get("choices"), metavar=meta.get("metavar"), help=help
+        )
 
 
 def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The fields given on the command line."""
-    values = {name: getattr(args, name) for name in OVERRIDES}
+    """The fields given on the command line (the flags of `add_training_overrides` not left
+    at None)."""
+    from digitlab.config import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != SELECTOR}
     return {name: value for name, value in values.items() if value is not None}
+
+
+def _value_type(annotation: Any) -> type:
+    """`int` for `int` and for `int | None`: what a flag's text is parsed as."""
+    if isinstance(annotation, types.UnionType):
+        (kind,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return typing.cast(type, kind)
+    return typing.cast(type, annotation)

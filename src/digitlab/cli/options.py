@@ -7,7 +7,7 @@ in digitlab.config is a new flag of `digitlab train`, with its help, type and ch
 import argparse
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -176,7 +176,6 @@ def add_training_overrides(parser: argparse.ArgumentParser) -> None:
     for field in fields(TrainConfig):
         if field.name == SELECTOR:
             continue
-        assert field.default is not MISSING, f"TrainConfig.{field.name} needs a default"
         meta = field.metadata
         kind = _value_type(hints[field.name])
         flag = "--" + field.name.replace("_", "-")
@@ -203,7 +202,7 @@ def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _value_type(annotation: Any) -> type:
     """`int` for `int` and for `int | None`: what a flag's text is parsed as."""
-    if isinstance(annotation, types.UnionType):
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
         (kind,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         return typing.cast(type, kind)
     return typing.cast(type, annotation)

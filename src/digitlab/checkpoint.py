@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 METADATA_KEY = "digitlab"
 # Tensors under these names are stored with a model but are not its weights (see save_model).
-EXTRA_PREFIXES = ("rejector.",)
+EXTRA_PREFIXES = ("rejector.", "reader.")
 
 
 @contextmanager
@@ -146,6 +146,22 @@ def add_metadata(path: Path, entries: dict[str, Any]) -> None:
     tensors = load_file(str(path))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata | entries)})
+
+
+def embed_tensors(
+    path: Path, prefix: str, tensors: dict[str, torch.Tensor], key: str, entry: dict[str, Any]
+) -> None:
+    """Put `tensors` into an existing checkpoint under names `prefix` + name, in place of
+    those it had under that prefix, and `entry` into its metadata under `key` (the "not a
+    digit" detector: "rejector.", "rejection"; a number reader: "reader.", "reader"). Every
+    other tensor is copied byte for byte, so the model stays exactly as it was."""
+    from safetensors.torch import load_file, save_file
+
+    _, metadata = read_model_file(path)  # checks it is a digitlab checkpoint
+    kept = {name: t for name, t in load_file(str(path)).items() if not name.startswith(prefix)}
+    added = {prefix + name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(kept | added, str(tmp), metadata={METADATA_KEY: json.dumps(metadata | {key: entry})})
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -346,25 +346,10 @@ def rejector_tensors(rejector: Rejector) -> dict[str, torch.Tensor]:
 
 def embed_rejector(checkpoint: Path, rejector: Rejector, metadata: dict[str, Any]) -> None:
     """Put `rejector` and its metadata (threshold, method) into an existing checkpoint in place
-    of the detector it has, as training does; every other tensor is copied byte for byte, so
-    the classifier stays exactly as it was."""
-    from safetensors.torch import load_file, save_file
+    of the detector it has, as training does; the classifier stays exactly as it was."""
+    from digitlab.checkpoint import embed_tensors
 
-    from digitlab.checkpoint import METADATA_KEY, atomic_path, read_model_file
-
-    _, checkpoint_metadata = read_model_file(checkpoint)  # checks it is a digitlab checkpoint
-    kept = {
-        name: tensor
-        for name, tensor in load_file(str(checkpoint)).items()
-        if not name.startswith(REJECTOR_PREFIX)
-    }
-    checkpoint_metadata["rejection"] = metadata
-    with atomic_path(checkpoint) as tmp:
-        save_file(
-            kept | rejector_tensors(rejector),
-            str(tmp),
-            metadata={METADATA_KEY: json.dumps(checkpoint_metadata)},
-        )
+    embed_tensors(checkpoint, REJECTOR_PREFIX, rejector.state_dict(), "rejection", metadata)
 
 
 def threshold_of(metadata: dict[str, Any]) -> float | None:

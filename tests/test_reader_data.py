@@ -5,12 +5,12 @@ import pytest
 
 from digitlab.lines import LINE_HEIGHT
 from digitlab.synth.fonts import HELD_OUT_FAMILIES, TRAINING_FAMILIES, held_out_fonts
-from digitlab.synth.reader_data import reader_source, sample
+from digitlab.synth.reader_data import reader_sources, sample
 
 
 @pytest.fixture(scope="module")
 def source(mnist):
-    return reader_source(mnist.train_images, mnist.train_labels, held_out=5000)
+    return reader_sources(mnist.train_images, mnist.train_labels, held_out=5000)[0]
 
 
 def test_samples_are_the_same_for_the_same_seed_and_index(source):

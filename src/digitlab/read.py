@@ -173,23 +173,30 @@ class NumberReader:
             readings.append(Reading(None, numbers, reason=reason))
         return readings
 
-    @torch.inference_mode()
     def decode(self, line_images: Sequence[np.ndarray]) -> list[tuple[list, float]]:
         """Each line image's decoded digits (`reader.DecodedDigit`) and the calibrated
-        probability of that string. Images are batched by padded width, so an image's answer
-        never depends on what else is in the batch."""
-        results: list[tuple[list, float]] = [([], 0.0)] * len(line_images)
+        probability of that string."""
+        results = []
+        for log_probs in self.log_probs(line_images):
+            scaled = scale_log_probs(log_probs, self.temperature)
+            digits = greedy_decode(scaled)
+            strings = [[d.digit for d in digits]]
+            results.append((digits, float(string_log_probability(scaled[None], strings).exp())))
+        return results
+
+    @torch.inference_mode()
+    def log_probs(self, line_images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Each line image's (T, 11) raw log-probabilities. Images are batched by padded
+        width, so an image's answer never depends on what else is in the batch."""
+        results: list[torch.Tensor] = [torch.zeros(0)] * len(line_images)
         by_width: dict[int, list[int]] = {}
         for index, pixels in enumerate(line_images):
             by_width.setdefault(padded_width(pixels.shape[1]), []).append(index)
         for indices in by_width.values():
             batch, _ = batch_lines([torch.from_numpy(line_images[i]) for i in indices])
-            log_probs = scale_log_probs(self.model(batch.to(self.device)).float().cpu(), self.temperature)
-            decoded = [greedy_decode(lp) for lp in log_probs]
-            strings = [[d.digit for d in digits] for digits in decoded]
-            probability = string_log_probability(log_probs, strings).exp().tolist()
-            for index, digits, p in zip(indices, decoded, probability, strict=True):
-                results[index] = (digits, p)
+            out = self.model(batch.to(self.device)).float().cpu()
+            for index, log_probs in zip(indices, out, strict=True):
+                results[index] = log_probs
         return results
 
 

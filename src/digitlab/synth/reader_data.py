@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import torch
 
 MAX_DIGITS = 10
-NEGATIVE_SHARE = 0.15
-FONT_SHARE = 0.25  # of the numbers; the rest are MNIST digits
-FORM_SHARE = 0.2  # of the numbers: on printed lines or in a comb field
+NEGATIVE_SHARE = 0.1
+FONT_SHARE = 0.2  # of the numbers; the rest are MNIST digits
+FORM_SHARE = 0.15  # of the numbers: on printed lines or in a comb field
 PHOTO_SHARE = 0.6  # drawn as a photo; the rest as a clean scan (ink straight to the reader)
 MAX_TILT = 5.0  # degrees either way
 # Gaps between neighbouring digits' nearest ink, in digit heights, by how a number is written.
@@ -150,15 +150,21 @@ def _scan(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.pad(np.clip(ink * rng.uniform(0.8, 1.0), 0.0, 1.0), margin).astype(np.float32)
 
 
-def reader_source(train_images: "torch.Tensor", train_labels: "torch.Tensor", held_out: int) -> ReaderSource:
-    """The training digits a reader may learn from: MNIST's training split less the `held_out`
-    images every recipe keeps for calibration (the same ones, `data.split_validation`), and
-    the training fonts. The test split is never an argument, so it cannot leak in."""
+def reader_sources(
+    train_images: "torch.Tensor", train_labels: "torch.Tensor", held_out: int
+) -> tuple[ReaderSource, ReaderSource]:
+    """What a reader may learn from, and what it is calibrated on: MNIST's training split less
+    the `held_out` images every recipe keeps apart (the same ones, `data.split_validation`),
+    and those held-out images; both with the training fonts. The test split is never an
+    argument, so it cannot leak in."""
     from digitlab.data import split_validation
     from digitlab.synth.fonts import training_fonts
 
-    (digits, labels), _ = split_validation(train_images, train_labels, held_out)
+    (digits, labels), (kept, kept_labels) = split_validation(train_images, train_labels, held_out)
     fonts = training_fonts()
     if not fonts:
         raise RuntimeError("no training handwriting fonts installed; see digitlab.synth.fonts")
-    return ReaderSource(digits.numpy(), labels.numpy(), fonts)
+    return (
+        ReaderSource(digits.numpy(), labels.numpy(), fonts),
+        ReaderSource(kept.numpy(), kept_labels.numpy(), fonts),
+    )

@@ -1,0 +1,248 @@
+"""The number reader's side of training: generated batches, the CTC loss, whole-string scores.
+
+A reader (`models.task_of(name) == "numbers"`) trains on numbers generated on the fly
+(`synth.reader_data`): sample k of a run is drawn from (seed, k) alone, so the data needs no
+state to resume, every rank of a torchrun job draws its share of each global batch, and any
+number of loader processes make the same stream. An epoch is `config.epoch_size` samples.
+
+Each epoch is scored on
+- validation: VAL_SAMPLES generated line images made of the held-out training digits (never
+  trained on), the string right or not, and their CTC loss;
+- test: TEST_PICTURES pictures of MNIST **test** digits and held-out fonts
+  (`synth.pictures`), read end to end as `digitlab read` reads them; the whole text right or not.
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from digitlab.reader import FRAME_WIDTH, batch_lines, greedy_decode
+from digitlab.synth.reader_data import ReaderSource, sample
+
+VAL_SAMPLES = 1000
+VAL_SEED = 1_000_003  # not a training seed: runs use small seeds
+TEST_KINDS = ("spaced", "close", "touching", "fonts", "long", "two_lines", "comb", "none")
+TEST_PER_KIND = 40
+TEST_SEED = 7  # the tests' pictures; the benchmark's are seed 2026
+
+
+@dataclass(frozen=True)
+class LineBatch:
+    """This process's share of one global batch of line images."""
+
+    images: torch.Tensor  # (n, 1, 32, W)
+    widths: torch.Tensor  # (n,) each image's padded width
+    texts: list[str]
+    size: int  # samples in the global batch
+    rows: slice  # which of them these are
+
+
+class GeneratedLines(IterableDataset):
+    """Global batches `first_step`, `first_step + 1`, ... of a run's stream, this rank's rows of
+    each. Loader worker w of n makes steps first_step + w, + w + n, ...; a DataLoader takes
+    them from its workers in turn, so they arrive in order."""
+
+    def __init__(
+        self, source: ReaderSource, seed: int, batch_size: int, first_step: int, rows: slice
+    ) -> None:
+        self.source, self.seed, self.batch_size = source, seed, batch_size
+        self.first_step, self.rows = first_step, rows
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self.first_step + worker
+        while True:
+            first = step * self.batch_size
+            made = [
+                sample(self.source, self.seed, first + k)
+                for k in range(self.rows.start, self.rows.stop)
+            ]
+            images, widths = batch_lines([torch.from_numpy(image) for image, _ in made])
+            yield images, widths, [text for _, text in made]
+            step += workers
+
+
+def line_batches(
+    source: ReaderSource,
+    *,
+    seed: int,
+    batch_size: int,
+    first_step: int,
+    rows: slice,
+    loaders: int,
+) -> Iterator[LineBatch]:
+    """The stream from global step `first_step` on (endless; the caller stops it), made by
+    `loaders` worker processes (0: in this one)."""
+    dataset = GeneratedLines(source, seed, batch_size, first_step, rows)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=loaders,
+        prefetch_factor=4 if loaders else None,
+        persistent_workers=False,
+    )
+    for images, widths, texts in loader:
+        yield LineBatch(images, widths, texts, batch_size, rows)
+
+
+def ctc_loss_sum(log_probs: torch.Tensor, widths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """The summed negative log-likelihood of the true strings: log_probs (N, T, 11)."""
+    targets = torch.tensor([int(c) + 1 for text in texts for c in text], dtype=torch.long)
+    lengths = torch.tensor([len(text) for text in texts], dtype=torch.long)
+    return F.ctc_loss(
+        log_probs.transpose(0, 1).float(),
+        targets,
+        (widths // FRAME_WIDTH).to(torch.long),
+        lengths,
+        reduction="sum",
+        zero_infinity=True,  # a string longer than its frames (never made here) adds nothing
+    )
+
+
+def strings_right(log_probs: torch.Tensor, texts: list[str]) -> int:
+    """How many of the greedy decodings equal their true string."""
+    decoded = ["".join(str(d.digit) for d in greedy_decode(lp)) for lp in log_probs.detach()]
+    return sum(a == b for a, b in zip(decoded, texts, strict=True))
+
+
+@dataclass(frozen=True)
+class LineSet:
+    """Fixed line images with their true strings (validation)."""
+
+    images: list[np.ndarray]
+    texts: list[str]
+
+    @classmethod
+    def generated(cls, source: ReaderSource, count: int, seed: int) -> "LineSet":
+        made = [sample(source, seed, index) for index in range(count)]
+        return cls([image for image, _ in made], [text for _, text in made])
+
+
+@torch.inference_mode()
+def score_lines(
+    model: nn.Module, lines: LineSet, device: torch.device, batch_size: int = 256
+) -> tuple[float, float]:
+    """Mean CTC loss per line and the share of strings read right."""
+    model.eval()
+    loss, right = 0.0, 0
+    for start in range(0, len(lines.texts), batch_size):
+        chunk = slice(start, start + batch_size)
+        images, widths = batch_lines([torch.from_numpy(i) for i in lines.images[chunk]])
+        log_probs = model(images.to(device), widths.to(device)).float().cpu()
+        loss += float(ctc_loss_sum(log_probs, widths, lines.texts[chunk]))
+        right += strings_right(log_probs, lines.texts[chunk])
+    count = max(1, len(lines.texts))
+    return loss / count, right / count
+
+
+class TestPictures:
+    """TEST_PER_KIND pictures of each of TEST_KINDS from MNIST test digits and held-out fonts,
+    their lines found once; each epoch only the reader runs on them."""
+
+    def __init__(self, test_images: torch.Tensor, test_labels: torch.Tensor) -> None:
+        from digitlab.read import find_lines
+        from digitlab.synth.pictures import make_pictures
+
+        self.found, self.texts = [], []
+        for kind in TEST_KINDS:
+            for picture, text in make_pictures(
+                test_images, test_labels, kind, TEST_PER_KIND, TEST_SEED
+            ):
+                self.found.append(find_lines(picture))
+                self.texts.append(text)
+
+    def accuracy(self, model: nn.Module, device: torch.device) -> float:
+        """The share of pictures whose whole text `model` reads right, as `digitlab read` would
+        (no temperature or threshold yet: those are fitted after training)."""
+        from digitlab.read import NumberReader
+
+        reader = NumberReader(model, device=device)
+        readings = reader.read_found(self.found)
+        right = sum((r.text or "") == t for r, t in zip(readings, self.texts, strict=True))
+        model.train()
+        return right / max(1, len(self.texts))
+
+
+def steps_per_epoch(epoch_size: int, batch_size: int) -> int:
+    return math.ceil(epoch_size / batch_size)
+
+
+# Refuse a number ("not a number") below the confidence that this share of the held-out
+# numbers falls under: the issue's budget is 1% of real numbers refused; half of it is spent
+# here, the rest left for pictures harder than the generated ones.
+FALSE_REFUSAL_RATE = 0.005
+ECE_BINS = 15
+
+
+@torch.inference_mode()
+def line_log_probs(model: nn.Module, lines: LineSet, device: torch.device) -> list[torch.Tensor]:
+    """Each line image's (T, 11) log-probabilities, alone in its batch (as `read` decodes)."""
+    from digitlab.read import NumberReader  # its batching by width is what reading does
+
+    model.eval()
+    reader = NumberReader(model, device=device)
+    return reader.log_probs(lines.images)
+
+
+def calibrate_reader(model: nn.Module, lines: LineSet, device: torch.device) -> dict[str, float]:
+    """The temperature that makes string probabilities honest on held-out numbers, the
+    refusal threshold, and the expected calibration error before and after (whole strings:
+    confidence of the decoded string against its being right)."""
+    from digitlab.calibrate import minimise_temperature
+    from digitlab.reader import scale_log_probs, string_log_probability
+
+    log_probs = line_log_probs(model, lines, device)
+    truths = [[int(c) for c in text] for text in lines.texts]
+
+    def nll(temperature: float) -> float:
+        total = 0.0
+        for lp, truth in zip(log_probs, truths, strict=True):
+            total -= float(string_log_probability(scale_log_probs(lp, temperature)[None], [truth]))
+        return total / len(truths)
+
+    temperature = minimise_temperature(nll)
+    before = _confidences(log_probs, 1.0)
+    after = _confidences(log_probs, temperature)
+    numbers = [i for i, text in enumerate(lines.texts) if text]
+    threshold = float(np.quantile([after[i][0] for i in numbers], FALSE_REFUSAL_RATE))
+    return {
+        "temperature": temperature,
+        "threshold": threshold,
+        "false_refusal_rate": FALSE_REFUSAL_RATE,
+        "ece_uncalibrated": _ece(before, lines.texts),
+        "ece": _ece(after, lines.texts),
+        "fitted_on": len(lines.texts),
+    }
+
+
+def _confidences(log_probs: list[torch.Tensor], temperature: float) -> list[tuple[float, str]]:
+    """(confidence, decoded string) of each line at `temperature`."""
+    from digitlab.reader import scale_log_probs, string_log_probability
+
+    found = []
+    for lp in log_probs:
+        scaled = scale_log_probs(lp, temperature)
+        digits = [d.digit for d in greedy_decode(scaled)]
+        p = float(string_log_probability(scaled[None], [digits]).exp())
+        found.append((p, "".join(map(str, digits))))
+    return found
+
+
+def _ece(confidences: list[tuple[float, str]], texts: list[str]) -> float:
+    """Expected calibration error over ECE_BINS equal-width bins of confidence."""
+    p = np.array([c for c, _ in confidences])
+    right = np.array([s == t for (_, s), t in zip(confidences, texts, strict=True)], float)
+    bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
+    total = 0.0
+    for b in range(ECE_BINS):
+        inside = bins == b
+        if inside.any():
+            total += inside.mean() * abs(p[inside].mean() - right[inside].mean())
+    return float(total)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,62 @@ def test_shares_of_a_batch_cover_it_in_order():
         assert rows == list(range(size))
         lengths = [len(range(size)[share]) for share in shares]
         assert max(lengths) - min(lengths) <= 1
+
+
+# Joins the process group as a torchrun worker would (torchrun's variables come from the test),
+# twice, as a program that trains two runs in one process does; says when it got through.
+JOIN = """
+import torch
+from digitlab import distributed
+for _ in range(2):
+    with distributed.launched("cpu"):
+        assert distributed.all_reduce_sum(torch.ones(1)).item() == 2
+print("joined", flush=True)
+"""
+
+
+def start_rank(rank: int, store_port: int, restart: int) -> subprocess.Popen:
+    env = child_env() | {
+        "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store_port),
+        "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": str(restart),
+    }  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", JOIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_restarted_ranks_join_though_the_store_holds_the_dead_attempts_addresses():
+    """torchrun keeps one store for every attempt of a job. The ranks of attempt 0 leave their
+    addresses in it and exit; in attempt 1 rank 0 starts alone and looks for rank 1's address.
+    Reading attempt 0's (a closed port) made gloo fail ("connectFullMesh failed … Connection
+    refused") or hang, depending on which rank got there first; it must wait for rank 1 of its
+    own attempt instead. The old addresses are zeroed here, so that reading one fails every time
+    rather than by chance."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=60))
+    first = [start_rank(rank, store.port, restart=0) for rank in (0, 1)]
+    for process in first:
+        assert process.communicate(timeout=120)[0] == "joined\n"
+    for key in store.list_keys():
+        store.set(key, bytes(len(store.get(key))))
+    keys = store.num_keys()
+    rank0 = start_rank(0, store.port, restart=1)
+    # Rank 1 starts once rank 0 has published its new address (a key the first attempt did
+    # not write) or has given up.
+    deadline = time.monotonic() + 120
+    while store.num_keys() == keys and rank0.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rank0.poll() is None, f"rank 0 gave up: {rank0.communicate()[1][-2000:]}"
+    rank1 = start_rank(1, store.port, restart=1)
+    for process in (rank0, rank1):
+        out, err = process.communicate(timeout=120)
+        assert out == "joined\n", err[-2000:]
 
 
 def test_two_ranks_train_the_weights_of_one_process(two_process_runs, mnist, tmp_path):

@@ -8,7 +8,9 @@ Two files per run, neither of which can execute code when loaded:
   position in the epoch). Loaded with `torch.load(weights_only=True)`, which refuses pickled code.
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash
-or Ctrl-C never leaves a half-written checkpoint.
+or Ctrl-C never leaves a half-written checkpoint. A process killed between the two leaves the
+temporary file behind (nothing reads it) and the previous file in place. A resumed run relies on
+`train_state.pt` alone, which is written first.
 """
 
 import json
@@ -43,10 +45,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         # mkstemp makes files private, and some writers (safetensors) replace the file with
         # one of their own: set the mode of what was written, as run folders are shared.
         os.chmod(tmp, 0o644)
+        _flush_to_disk(Path(tmp))  # else a lost machine may keep the new name but not the data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _flush_to_disk(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -291,6 +291,12 @@ def _add_train(commands: Any) -> None:
     )
     overrides.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
     overrides.add_argument("--device", help="auto, cpu or cuda[:N]")
+    overrides.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="MINUTES",
+        help="save the training state this often inside an epoch too (0: at epoch ends only)",
+    )
     train.add_argument("--out", type=Path, help="run folder (default: runs/<recipe>-<timestamp>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch table")
@@ -317,6 +323,7 @@ _OVERRIDES = (
     "validation",
     "threads",
     "device",
+    "checkpoint_every",
 )
 
 

@@ -44,6 +44,8 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None = torch's default (all cores)
     device: str = "auto"  # "auto" picks CUDA when present; on CUDA, training uses bf16
     # autocast and channels-last memory, and keeps the training images on the GPU
+    checkpoint_every: float = 5.0  # minutes between checkpoints inside an epoch (0: only at
+    # epoch ends), so a kill costs minutes of a long epoch, not all of it; results unchanged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +150,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         (0 <= config.validation < training_images, "validation must leave images to train "
          f"on: 0 <= validation < {training_images:,}"),
         (config.threads is None or config.threads >= 1, "threads must be at least 1"),
+        (config.checkpoint_every >= 0, "checkpoint_every must be 0 (only at epoch ends) or a "
+         "positive number of minutes"),
         (config.device in ("auto", "cpu") or config.device.startswith("cuda"),
          f"unknown device {config.device!r}; use auto, cpu or cuda[:N]"),
     ]  # fmt: skip

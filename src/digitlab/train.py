@@ -1,4 +1,4 @@
-"""`train(config, mnist, run_dir)`: train a model or an ensemble, checkpoint every epoch, resume.
+"""`train(config, mnist, run_dir)`: train a model or an ensemble, checkpoint, resume.
 
 The loop prints nothing; it reports through optional callbacks (`on_step`, `on_epoch`,
 `on_member`) that the CLI turns into a progress bar and a table. On the CPU a run is bitwise
@@ -6,6 +6,10 @@ reproducible: the same seed gives the same weights, and a run interrupted with C
 resumed ends with exactly the weights of an uninterrupted one, because everything random — the
 global RNG, the shuffling generator, the position inside the epoch — is saved with the optimizer
 state.
+
+The state is saved at every epoch's end and, inside an epoch, every `config.checkpoint_every`
+minutes, so a run killed outright (`kill -9`, a lost machine) loses minutes, not its epoch, and
+continues bitwise as if it had not been, with `resume`.
 
 An ensemble (`config.members > 1`) is trained member by member, each an ordinary run in its own
 folder (see `ensemble.py`); resuming it skips the members that are complete, resumes the one that
@@ -288,6 +292,8 @@ class _Training:
     With `session.is_distributed` (torchrun, one model) every rank holds the same model wrapped
     in DistributedDataParallel, walks the same global batch order and trains on its share of
     each global batch; rank 0 evaluates and writes the checkpoints, the others wait for it.
+    Rank 0's clock alone says when a checkpoint is due inside an epoch, and the step's
+    all-reduce tells the others, so every rank saves after the same step.
     """
 
     config: TrainConfig
@@ -311,6 +317,7 @@ class _Training:
     history: list[EpochStats] = field(default_factory=list)
     epoch_started: float = 0.0
     order_state: torch.Tensor | None = None  # order_rng's state before this epoch's draw
+    saved_at: float = field(default_factory=time.monotonic)  # when the state was last saved
 
     @classmethod
     def start(
@@ -367,7 +374,9 @@ class _Training:
         self.epoch_started = time.perf_counter() - progress.seconds
         self.model.train()
         for batch in self.batches(order.to(self.device), start_batch=progress.step):
-            loss, correct, any_rank_stopping = self.train_step(batch, stop_requested.is_set())
+            loss, correct, any_rank_stopping, checkpoint = self.train_step(
+                batch, stop_requested.is_set(), self.checkpoint_due()
+            )
             progress.step += 1
             progress.loss_sum += loss * batch.size
             progress.correct += correct
@@ -380,9 +389,10 @@ class _Training:
             # Alone, a Ctrl-C that arrives during on_step still stops at this step; under DDP
             # every rank must stop at the same step, so the flags summed in it decide.
             stop = any_rank_stopping if self.session.is_distributed else stop_requested.is_set()
-            if stop and progress.step < self.steps_per_epoch:
+            if (stop or checkpoint) and progress.step < self.steps_per_epoch:  # else: epoch end
                 progress.seconds = time.perf_counter() - self.epoch_started
-                self.save()
+                self.save(epoch_end=False)
+            if stop and progress.step < self.steps_per_epoch:
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1}, step {progress.step}; the run "
                     f"is saved. Continue it with: digitlab train --resume {self.paths.root}"
@@ -414,9 +424,19 @@ class _Training:
         """What is evaluated and saved: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def train_step(self, batch: "_Batch", stop_requested: bool) -> tuple[float, int, bool]:
+    def checkpoint_due(self) -> bool:
+        """Whether `config.checkpoint_every` minutes have passed since the last save, by this
+        process's clock: rank 0's decides for every rank (see `train_step`)."""
+        every = self.config.checkpoint_every
+        elapsed = time.monotonic() - self.saved_at
+        return self.session.is_main and every > 0 and elapsed >= every * 60
+
+    def train_step(
+        self, batch: "_Batch", stop_requested: bool, checkpoint_due: bool
+    ) -> tuple[float, int, bool, bool]:
         """One optimizer step on `batch`; returns the (global) batch's mean loss, its number of
-        right answers, and whether any process asked to stop after this step."""
+        right answers, whether any process asked to stop after this step and whether to save
+        the state after it (rank 0's `checkpoint_due`)."""
         x, y = batch.images, batch.labels
         if self.augment is not None:
             x = random_affine(
@@ -434,14 +454,17 @@ class _Training:
             # world_size / batch size makes that average the gradient of the global batch's
             # mean loss, however unevenly the batch was split.
             loss = loss_sum * (self.session.world_size / batch.size)
+            # The flags travel with the sums: one all-reduce per step, and one answer for all.
+            flags = torch.tensor([stop_requested, checkpoint_due], device=correct.device)
             totals = distributed.all_reduce_sum(
-                torch.stack([loss_sum.detach(), correct, torch.tensor(stop_requested)])
-                .to(torch.float64)
-            ).tolist()  # fmt: skip
-            loss_value, correct_count, stop = totals[0] / batch.size, int(totals[1]), totals[2] > 0
+                torch.cat([torch.stack([loss_sum.detach(), correct]), flags]).to(torch.float64)
+            ).tolist()
+            loss_value, correct_count = totals[0] / batch.size, int(totals[1])
+            stop, checkpoint = totals[2] > 0, totals[3] > 0
         else:
             loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
-            loss_value, correct_count, stop = loss.item(), int(correct), stop_requested
+            loss_value, correct_count = loss.item(), int(correct)
+            stop, checkpoint = stop_requested, checkpoint_due
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"the training loss became {loss_value} at epoch {self.progress.epoch + 1}, "
@@ -455,7 +478,7 @@ class _Training:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss_value, correct_count, stop
+        return loss_value, correct_count, stop, checkpoint
 
     def stop_agreed(self, stop_requested: threading.Event) -> bool:
         """Whether to stop at an epoch's end: asked by any process (all must agree)."""
@@ -474,7 +497,7 @@ class _Training:
         self.history.append(stats)
         self.progress = _Progress(epoch=self.progress.epoch + 1)
         self.order_state = self.order_rng.get_state()
-        self.save()
+        self.save(epoch_end=True)
         return stats
 
     def evaluate_epoch(self) -> EpochStats:
@@ -502,24 +525,21 @@ class _Training:
         )
         return loss_and_accuracy(log_probs, labels)
 
-    def save(self) -> None:
-        """Write the checkpoint, the training state and the history (rank 0 only; the others
-        wait until it is on disk)."""
+    def save(self, *, epoch_end: bool) -> None:
+        """Save the training state (rank 0 only; the others wait until it is on disk). At an
+        epoch's end also the model and the history, which say what that epoch scored; inside
+        an epoch the state alone, as nothing there has been evaluated."""
         if self.session.is_main:
-            self.write_checkpoint()
+            self.write_state()
+            if epoch_end:
+                self.write_epoch_files()
         if self.session.is_distributed:
             distributed.barrier()
+        self.saved_at = time.monotonic()
 
-    def write_checkpoint(self) -> None:
-        last = self.history[-1] if self.history else None
-        metadata = checkpoint_metadata(
-            self.config,
-            len(self.history),
-            _checkpoint_metrics(last),
-            world_size=self.session.world_size,
-            backend=self.session.backend,
-        )
-        save_model(self.paths.model, self.final_model, metadata)
+    def write_state(self) -> None:
+        """`train_state.pt`: everything a resumed run needs, and all it reads. Written before
+        the model, so a kill between the two leaves a state that is at least as new."""
         save_training_state(
             self.paths.train_state,
             {
@@ -534,6 +554,18 @@ class _Training:
                 "augment_rng": self.augment_rng.get_state(),
             },
         )
+
+    def write_epoch_files(self) -> None:
+        """The checkpoint (`model.safetensors`) and `history.json` of the last finished epoch."""
+        last = self.history[-1] if self.history else None
+        metadata = checkpoint_metadata(
+            self.config,
+            len(self.history),
+            _checkpoint_metrics(last),
+            world_size=self.session.world_size,
+            backend=self.session.backend,
+        )
+        save_model(self.paths.model, self.final_model, metadata)
         write_json(self.paths.history, [asdict(h) for h in self.history])
 
     def restore(self) -> None:
@@ -554,6 +586,8 @@ class _Training:
             raise CheckpointError(
                 f"{self.paths.train_state} does not match this run: {err}"
             ) from err
+        if self.session.is_main and self.progress.step == 0:
+            self.write_epoch_files()  # at an epoch's end the model file may predate the state
 
 
 @dataclass(frozen=True)

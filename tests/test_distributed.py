@@ -1,4 +1,5 @@
-"""torchrun: data-parallel training equals one process, ensembles side by side, Ctrl-C + resume.
+"""torchrun: data-parallel training equals one process, ensembles side by side, Ctrl-C + resume,
+restarts after a rank is killed.
 
 Each test that needs several processes starts `python -m torch.distributed.run --standalone`
 (torchrun) as a subprocess on loopback with two CPU ranks (gloo).
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from digitlab.runs import RunPaths
 from digitlab.train import train
 
 WORKER = Path(__file__).with_name("torchrun_worker.py")
+FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
 
 # lenet, 8 steps of a global batch of 75 (38 + 37 images per rank: uneven shares), SGD with
 # momentum. SGD rather than Adam: Adam divides each update by the gradient's own size, which
@@ -45,6 +48,13 @@ EQUIVALENCE_TOLERANCE = 1e-6
 ENSEMBLE = make_config("default", subset=600, batch_size=75, epochs=1, members=2, threads=1)
 # Interrupted and resumed under torchrun: 3 epochs of 20 steps.
 RESUMABLE = make_config("default", model="lenet", subset=2000, batch_size=100, epochs=3, threads=1)
+# Killed and restarted by torchrun: EQUIVALENCE for 2 epochs (of 8 steps), by the command below.
+RESTARTED = replace(EQUIVALENCE, epochs=2)
+RESTARTED_ARGS = [
+    "train", "--recipe", "default", "--model", "lenet", "--subset", "600", "--batch-size", "75",
+    "--epochs", "2", "--optimizer", "sgd", "--schedule", "constant", "--lr", "0.05",
+    "--threads", "1", "--quiet",
+]  # fmt: skip
 
 
 def torchrun(*args: str, processes: int = 2) -> list[str]:
@@ -64,12 +74,13 @@ def saved(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One torchrun launch (2 ranks) trains the equivalence model, the ensemble and the
-    uninterrupted reference of the resume test."""
+    uninterrupted references of the resume and restart tests."""
     out = tmp_path_factory.mktemp("torchrun")
     runs = {
         "equivalence": EQUIVALENCE.to_dict(),
         "ensemble": ENSEMBLE.to_dict(),
         "resumable": RESUMABLE.to_dict(),
+        "restarted": RESTARTED.to_dict(),
     }
     command = torchrun(str(WORKER), str(out), json.dumps(runs))
     finished = subprocess.run(command, env=child_env(), capture_output=True, text=True)
@@ -206,3 +217,54 @@ def test_ctrl_c_under_torchrun_stops_every_rank_and_resumes_exactly(two_process_
     assert metadata["complete"] is True
     for key in reference:
         assert torch.equal(weights[key], reference[key]), key
+
+
+# Three runs of RESTARTED in one torchrun job, each killed (SIGKILL, by tests/fault_worker.py) at
+# another point of another attempt: name → (--checkpoint-every, fault, where it resumes).
+KILLS = {
+    # rank 1 in the middle of step 3 of epoch 2; a state was saved after every step
+    "mid-step": (1e-6, {"rank": 1, "at": "step", "epoch": 2, "step": 3}, (2, 2)),
+    # rank 1 right after epoch 1's checkpoint; none inside epochs
+    "epoch-end": (0, {"rank": 1, "at": "epoch-end", "epoch": 1}, (2, 0)),
+    # rank 0 (which evaluates, and writes the files) as it evaluates epoch 2, after its 8 steps
+    "evaluation": (1e-6, {"rank": 0, "at": "evaluation", "epoch": 2}, (2, 7)),
+}
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_after_a_rank_is_killed_and_each_run_resumes_from_its_state(
+    two_process_runs, tmp_path
+):
+    """Attempt 0 dies in "mid-step"; attempt 1 finishes it and dies in "epoch-end"; attempt 2
+    finishes that and dies in "evaluation"; attempt 3 finishes. Every restarted process must join
+    the others, find its run's state, go on from there, and end with the weights of the
+    uninterrupted run."""
+    commands, faults = [], []
+    for restart, (name, (every, fault, _)) in enumerate(KILLS.items()):
+        commands.append(
+            [*RESTARTED_ARGS, "--checkpoint-every", str(every), "--out", str(tmp_path / name)]
+        )
+        faults.append(fault | {"restart": restart, "out": name})
+    launched = subprocess.run(
+        torchrun("--max-restarts=3", str(FAULT_WORKER), json.dumps(commands)),
+        env=child_env() | {"DIGITLAB_TEST_FAULTS": json.dumps(faults)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert launched.returncode == 0, launched.stderr[-5000:]
+    reference, _ = saved(two_process_runs / "restarted")
+    for restart, (name, (_, _, (epoch, step))) in enumerate(KILLS.items(), 1):
+        weights, metadata = saved(tmp_path / name)
+        record = {"epoch": epoch, "step": step, "torchrun_restart": restart}
+        assert metadata["complete"] and metadata["resumed"] == [record], name
+        said = f"digitlab: resuming {tmp_path / name} "
+        assert [line for line in launched.stderr.splitlines() if line.startswith(said)] == [
+            said
+            + ("in epoch 2 after step " + str(step) if step else "after epoch 1")
+            + f" (torchrun restart {restart})"
+        ]
+        for key in reference:
+            torch.testing.assert_close(
+                weights[key], reference[key], rtol=0, atol=EQUIVALENCE_TOLERANCE
+            )

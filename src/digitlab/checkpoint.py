@@ -9,8 +9,8 @@ Two files per run, neither of which can execute code when loaded:
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash
 or Ctrl-C never leaves a half-written checkpoint. A process killed between the two leaves the
-temporary file behind (nothing reads it) and the previous file in place. A resumed run relies on
-`train_state.pt` alone, which is written first.
+temporary file behind (nothing reads it; `remove_leftovers` does, when the run is resumed) and the
+previous file in place. A resumed run relies on `train_state.pt` alone, which is written first.
 """
 
 import json
@@ -60,6 +60,12 @@ def _flush_to_disk(path: Path) -> None:
         os.close(fd)
 
 
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files of writes that a killed process left in `folder`."""
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -101,11 +107,13 @@ def checkpoint_metadata(
     *,
     world_size: int = 1,
     backend: str | None = None,
+    resumed: list[dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What a `model.safetensors` says about itself: how it was made and how far it got.
 
     `world_size` is the number of processes that trained it (torchrun), `backend` their
-    torch.distributed backend (None for one process)."""
+    torch.distributed backend (None for one process), `resumed` where the run was resumed
+    (`resume.Resumed.record()`s)."""
     import digitlab
     from digitlab.data import DATA_CHECKSUM
 
@@ -118,6 +126,7 @@ def checkpoint_metadata(
         "metrics": metrics,
         "world_size": world_size,
         "backend": backend,
+        "resumed": resumed or [],
         "digitlab_version": digitlab.__version__,
         "torch_version": torch.__version__,
         "data_checksum": DATA_CHECKSUM,

@@ -372,7 +372,10 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         print(f"training {what} with recipe {config.recipe!r}{processes} → {run_dir}")
     resume = args.resume is not None
     with _TrainingDisplay(verbose, validation=config.validation > 0) as display:
-        result = train(config, mnist, run_dir, resume=resume, **display.callbacks())
+        say_resumed = _say_resumed if session.is_main else None
+        result = train(
+            config, mnist, run_dir, resume=resume, on_resume=say_resumed, **display.callbacks()
+        )
     if not session.is_main:
         distributed.barrier()  # wait for rank 0's report
         return 0
@@ -393,6 +396,10 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         )
         print(_next_commands(run_dir))
     return 0
+
+
+def _say_resumed(resumed: Any) -> None:
+    print(f"digitlab: {resumed}", file=sys.stderr)  # e.g. "resuming runs/x after epoch 2"
 
 
 def _next_commands(run_dir: Path) -> str:

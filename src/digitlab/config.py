@@ -50,11 +50,21 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def result_differences(self, other: "TrainConfig") -> list[str]:
+        """The fields, other than `RESULT_NEUTRAL` ones, in which `other` differs: those that
+        would change the trained weights, so a run must not continue under another config."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [name for name in mine if name not in RESULT_NEUTRAL and mine[name] != theirs[name]]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return validate(cls(**{k: v for k, v in values.items() if k in known}))
 
+
+# Settings that do not change the trained weights (how fast, where, how often to save), so a
+# run may continue with other values: on another machine, or with more threads.
+RESULT_NEUTRAL = frozenset({"threads", "device", "eval_batch_size", "checkpoint_every"})
 
 # Every recipe but `seed` holds out this many training images (the same ones for every run):
 # never trained on, they fit the temperature that calibrates the probabilities and set the

@@ -12,7 +12,8 @@ The rest of digitlab asks `current()` where it stands, so the training loop and 
 one code path for one process and for many.
 
 With `--max-restarts`, torchrun restarts every process when one dies; `restart_count()` says
-which attempt this is and `job_id()` which torchrun job.
+which attempt this is and `job_id()` which torchrun job, so that a restarted run can go on from
+its own checkpoint (see `resume.py`).
 """
 
 import os
@@ -129,7 +130,7 @@ def restart_count() -> int:
 def job_id() -> str | None:
     """The torchrun job this process belongs to (`--rdzv-id`; a fresh id for every
     `--standalone` launch), or None without torchrun."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") if launched_by_torchrun() else None
+    return os.environ.get("TORCHELASTIC_RUN_ID")
 
 
 def threads_per_rank(session: Session) -> int:

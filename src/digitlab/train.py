@@ -9,11 +9,12 @@ state.
 
 The state is saved at every epoch's end and, inside an epoch, every `config.checkpoint_every`
 minutes, so a run killed outright (`kill -9`, a lost machine) loses minutes, not its epoch, and
-continues bitwise as if it had not been, with `resume`.
+continues bitwise as if it had not been: by hand with `resume`, or by itself when torchrun
+restarts it (see `resume.py`).
 
 An ensemble (`config.members > 1`) is trained member by member, each an ordinary run in its own
 folder (see `ensemble.py`); resuming it skips the members that are complete, resumes the one that
-was interrupted and starts the rest; without `resume`, every member is trained afresh.
+was interrupted and starts the rest.
 """
 
 import math
@@ -38,6 +39,7 @@ from digitlab.checkpoint import (
     checkpoint_metadata,
     load_training_state,
     read_json,
+    remove_leftovers,
     save_model,
     save_training_state,
     write_json,
@@ -49,6 +51,7 @@ from digitlab.ensemble import finished_member, member_config, members_of_rank
 from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.models import Ensemble, create_model
+from digitlab.resume import Resumed, should_resume
 from digitlab.runs import RunPaths
 
 
@@ -138,10 +141,13 @@ def train(
     on_step: Callable[[StepProgress], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_member: Callable[[int, int], None] | None = None,
+    on_resume: Callable[[Resumed], None] | None = None,
 ) -> RunResult:
     """Train `config` on `mnist` (one model, or `config.members` averaged), writing checkpoints
-    to `run_dir`; continue an interrupted run there if `resume`. `on_member(k, n)` is called
-    before member k of n starts training.
+    to `run_dir`; continue an interrupted run there if `resume`, or if torchrun restarted this
+    job and the run in `run_dir` is its own (a fresh start into a folder holding a run is
+    refused). `on_member(k, n)` is called before member k of n starts training, `on_resume`
+    when a run (or member) continues from its state.
 
     Inside `distributed.launched()` under torchrun, one model trains data-parallel on every
     process, and an ensemble's members are dealt round-robin to the processes; every process
@@ -149,14 +155,18 @@ def train(
     started = time.perf_counter()
     paths = RunPaths(Path(run_dir))
     session = distributed.current()
+    requested = resume
+    resume = _decided_by_main(lambda: should_resume(paths, config, requested=requested), session)
     if config.members == 1:
-        run = _train_model(config, mnist, paths, resume, session, on_step, on_epoch)
+        run = _train_model(config, mnist, paths, resume, session, on_step, on_epoch, on_resume)
         model, histories = run.final_model, [run.history]
         test_loss, test_accuracy = run.history[-1].test_loss, run.history[-1].test_accuracy
     else:
         if not resume and session.is_main:
             write_json(paths.config, config.to_dict())
-        _train_members(config, mnist, paths, resume, session, on_step, on_epoch, on_member)
+        _train_members(
+            config, mnist, paths, resume, session, on_step, on_epoch, on_member, on_resume
+        )
         members, histories = _finished_members(config, paths)
         model, test_loss, test_accuracy = _save_ensemble(config, members, mnist, paths, session)
     # Training is over and `model` is final: post-training steps belong here.
@@ -182,12 +192,15 @@ def _train_model(
     session: distributed.Session,
     on_step: Callable[[StepProgress], None] | None,
     on_epoch: Callable[[EpochStats], None] | None,
+    on_resume: Callable[[Resumed], None] | None,
 ) -> "_Training":
     """Train one model to its last epoch (or until Ctrl-C, which raises TrainingInterrupted),
     data-parallel over the session's processes."""
     run = _Training.start(config, mnist, paths, session)
     if resume:
-        run.restore()
+        resumed = run.restore()
+        if on_resume is not None:
+            on_resume(resumed)
     elif session.is_main:
         write_json(paths.config, config.to_dict())
     with _cpu_threads(config, session), _stop_requested_on_sigint() as stop_requested:
@@ -204,6 +217,23 @@ def _train_model(
     return run
 
 
+def _decided_by_main(decide: Callable[[], bool], session: distributed.Session) -> bool:
+    """Rank 0's answer (or error) on every rank: all start, resume or refuse together, as the
+    ranks of a job that disagree would wait for each other forever."""
+    if not session.is_distributed:
+        return decide()
+    answer: bool | DigitlabError | None = None
+    if session.is_main:
+        try:
+            answer = decide()
+        except DigitlabError as err:
+            answer = err
+    answer = distributed.broadcast_from_main(answer)
+    if isinstance(answer, DigitlabError):
+        raise answer
+    return bool(answer)
+
+
 def _train_members(
     config: TrainConfig,
     mnist: MNIST,
@@ -213,6 +243,7 @@ def _train_members(
     on_step: Callable[[StepProgress], None] | None,
     on_epoch: Callable[[EpochStats], None] | None,
     on_member: Callable[[int, int], None] | None,
+    on_resume: Callable[[Resumed], None] | None,
 ) -> None:
     """Train (or finish) this process's members of an ensemble, each alone in its folder,
     then wait for the other processes' members."""
@@ -231,6 +262,7 @@ def _train_members(
                 distributed.Session(),  # a member is trained by one process
                 on_step,
                 on_epoch,
+                on_resume,
             )
         except TrainingInterrupted as err:
             raise TrainingInterrupted(
@@ -317,6 +349,7 @@ class _Training:
     history: list[EpochStats] = field(default_factory=list)
     epoch_started: float = 0.0
     order_state: torch.Tensor | None = None  # order_rng's state before this epoch's draw
+    resumed: list[dict[str, int]] = field(default_factory=list)  # Resumed.record()s, in order
     saved_at: float = field(default_factory=time.monotonic)  # when the state was last saved
 
     @classmethod
@@ -543,11 +576,13 @@ class _Training:
         save_training_state(
             self.paths.train_state,
             {
+                "config": self.config.to_dict(),
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "progress": asdict(self.progress),
                 "history": [asdict(h) for h in self.history],
+                "resumed": self.resumed,
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": torch.get_rng_state(),
                 "order_rng": self.order_state,
@@ -564,12 +599,24 @@ class _Training:
             _checkpoint_metrics(last),
             world_size=self.session.world_size,
             backend=self.session.backend,
+            resumed=self.resumed,
         )
         save_model(self.paths.model, self.final_model, metadata)
         write_json(self.paths.history, [asdict(h) for h in self.history])
 
-    def restore(self) -> None:
+    def restore(self) -> Resumed:
+        """Continue from `train_state.pt`; refuses (CheckpointError, nothing written) a state
+        that is damaged, not a digitlab state, or another run's."""
         state = load_training_state(self.paths.train_state)
+        saved_config = state.get("config")  # absent from states written before it was saved
+        if isinstance(saved_config, dict):
+            differences = self.config.result_differences(TrainConfig.from_dict(saved_config))
+            if differences:
+                raise CheckpointError(
+                    f"{self.paths.train_state} is the state of another run (it differs in: "
+                    f"{', '.join(differences)}); resume the run it belongs to, or train afresh "
+                    "in another folder"
+                )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -582,12 +629,24 @@ class _Training:
             self.augment_rng.set_state(state["augment_rng"])
             self.progress = _Progress(**state["progress"])
             self.history = [EpochStats(**h) for h in state["history"]]
+            self.resumed = list(state.get("resumed", []))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             raise CheckpointError(
-                f"{self.paths.train_state} does not match this run: {err}"
+                f"{self.paths.train_state} does not match this run: {first_line}"
             ) from err
-        if self.session.is_main and self.progress.step == 0:
-            self.write_epoch_files()  # at an epoch's end the model file may predate the state
+        resumed = Resumed(
+            self.paths.root,
+            epoch=self.progress.epoch + 1,
+            step=self.progress.step,
+            torchrun_restart=distributed.restart_count(),
+        )
+        self.resumed.append(resumed.record())
+        if self.session.is_main:
+            remove_leftovers(self.paths.root)
+            if self.progress.step == 0:  # at an epoch's end: the model file may predate the state
+                self.write_epoch_files()
+        return resumed
 
 
 @dataclass(frozen=True)

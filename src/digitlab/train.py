@@ -760,7 +760,11 @@ def _epoch_order(n: int, shuffle: bool, generator: torch.Generator) -> torch.Ten
 @contextmanager
 def _stop_requested_on_sigint() -> Iterator[threading.Event]:
     """Turn the first Ctrl-C into a flag the loop checks after each step (so the optimizer
-    never stops half-way); a second Ctrl-C interrupts at once."""
+    never stops half-way); a second Ctrl-C interrupts at once.
+
+    SIGTERM keeps its default, ending the process at once: torchrun sends it to the ranks still
+    alive when one has died, before it restarts them all, and the restart resumes from the last
+    saved state. A handler that saved first would wait on the dead rank instead."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers can only be set from the main thread

@@ -1,5 +1,6 @@
 # `make run`: set up .venv if needed, then train, evaluate and report the default recipe.
 # `make test`: set up .venv with the dev extras if needed, then ruff, mypy and pytest.
+# `make test-fast`: the same without the tests marked slow (training, torchrun, notebook, browser).
 # Both are idempotent: the install step re-runs only when pyproject.toml changes.
 
 VENV := .venv
@@ -8,13 +9,16 @@ BIN := $(VENV)/bin
 DIGITLAB_DATA ?= $(wildcard ../shared/data/mnist)
 export DIGITLAB_DATA
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/digitlab train --recipe default
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/pytest
+
+test-fast: $(VENV)/.installed-dev lint
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench scripts tools

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py, beside this script)
 from number_images import MNIST_KINDS, installed_fonts, make_number_set  # noqa: E402
+from peers import read_with_tesseract  # noqa: E402  (bench/peers.py, beside this script)
 from wild_digits import HARD_KINDS, make_hard_set  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
@@ -116,21 +116,6 @@ def read_with_digitlab(predictor: Predictor, pictures: Sequence[Image.Image], ki
     from digitlab.read import read_images
 
     return [reading.text or "" for reading in read_images(predictor, pictures)]
-
-
-def read_with_tesseract(pictures: Sequence[Image.Image], psm: str) -> list[str]:
-    answers = []
-    with tempfile.TemporaryDirectory() as folder:
-        for index, picture in enumerate(pictures):
-            path = Path(folder) / f"{index}.png"
-            picture.save(path)
-            done = subprocess.run(
-                ["tesseract", str(path), "stdout", "--psm", psm,
-                 "-c", "tessedit_char_whitelist=0123456789"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            answers.append("".join(done.stdout.split()))
-    return answers
 
 
 def timed(work: Callable[[], list[str]]) -> tuple[list[str], float]:

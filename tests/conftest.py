@@ -18,6 +18,19 @@ REUSE_TRAINED_RUN = "DIGITLAB_TEST_TRAINED_RUN"
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
+# Session fixtures that train a model before their first test: every test that uses one, directly
+# or through another fixture, is marked slow (`make test-fast` leaves it out) by the hook below.
+# Tests that train by themselves, or through a fixture of their own module, say so with
+# @pytest.mark.slow.
+TRAINING_FIXTURES = {"trained_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST folder: $DIGITLAB_DATA if set, else <repo>/../shared/data/mnist."""

@@ -50,6 +50,7 @@ MARGIN = 0.05  # of the canvas kept free on every side when writing a number
 # Developers without Chromium skip these; CI sets DIGITLAB_REQUIRE_BROWSER so they must run.
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not CHROMIUM.exists() and not os.environ.get("DIGITLAB_REQUIRE_BROWSER"),
         reason=f"no Chromium at {CHROMIUM} (apt install chromium)",

@@ -9,13 +9,7 @@ import pytest
 import torch
 from wild_digits import make_wild_set
 
-from digitlab.bulk import (
-    done_paths,
-    drop_partial_last_line,
-    merge_parts,
-    part_path,
-    predict_stream,
-)
+from digitlab.bulk import predict_stream
 from digitlab.checkpoint import save_model
 from digitlab.cli import main
 from digitlab.config import make_config
@@ -53,6 +47,7 @@ def paths_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.png"))
 
 
+@pytest.mark.slow  # 150 files, twice, one of them through two worker processes
 def test_two_workers_give_the_answers_of_one_in_the_same_order(folder, checkpoint):
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     alone = [r.to_dict() for r in predict_stream(predictor, paths_in(folder), workers=1)]
@@ -67,6 +62,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # 150 files through two worker processes; tests/test_jsonl.py is the quick check
 def test_jsonl_streams_one_line_per_file_and_skip_done_appends_the_rest(
     folder, checkpoint, tmp_path, capsys
 ):
@@ -92,32 +88,13 @@ def test_jsonl_streams_one_line_per_file_and_skip_done_appends_the_rest(
     assert [r["path"] for r in streamed] == files[:3]
 
 
-def test_a_line_cut_short_is_not_done_and_is_dropped_before_appending(tmp_path):
-    out = tmp_path / "out.jsonl"
-    out.write_text('{"path": "a.png", "digit": 1}\n{"path": "b.png", "di')
-    assert done_paths(out) == {"a.png"}
-    drop_partial_last_line(out)
-    assert out.read_text() == '{"path": "a.png", "digit": 1}\n'
-    drop_partial_last_line(out)  # a whole last line stays
-    assert out.read_text() == '{"path": "a.png", "digit": 1}\n'
-    assert done_paths(tmp_path / "missing.jsonl") == set()
-
-
-def test_parts_are_joined_in_rank_order(tmp_path):
-    out = tmp_path / "out.jsonl"
-    for rank in range(3):
-        part_path(out, rank).write_text(f'{{"path": "{rank}a"}}\n{{"path": "{rank}b"}}\n')
-    assert merge_parts(out, 3, append=False) == 6
-    assert [r["path"] for r in read_jsonl(out)] == ["0a", "0b", "1a", "1b", "2a", "2b"]
-    assert not list(tmp_path.glob("*.part-*"))
-
-
-def test_bulk_flags_need_jsonl(checkpoint, folder, capsys):
-    argv = ["predict", str(folder), "--checkpoint", str(checkpoint), "--out", "x.jsonl"]
+def test_bulk_flags_need_jsonl(checkpoint, tmp_path, capsys):
+    argv = ["predict", str(tmp_path), "--checkpoint", str(checkpoint), "--out", "x.jsonl"]
     assert main(argv) == 1
     assert "--jsonl" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # torchrun
 def test_torchrun_shards_the_files_and_rank_0_joins_them(folder, checkpoint, tmp_path):
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

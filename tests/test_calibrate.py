@@ -101,6 +101,7 @@ def test_evaluate_json_has_the_calibration_object(trained_run: Path, capsys):
     assert 0 <= calibration["ece"] <= 1
 
 
+@pytest.mark.slow
 def test_seed_recipe_says_why_it_has_no_temperature(mnist, tmp_path: Path):
     config = make_config("seed", subset=300, epochs=1)
     assert config.validation == 0  # the notebook trains on every image

@@ -28,6 +28,7 @@ def quick_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
     return run_dir, json.loads(RunPaths(run_dir).metrics.read_text())
 
 
+@pytest.mark.slow
 def test_train_json_and_run_folder(tmp_path, mnist_dir, capsys):
     run_dir = tmp_path / "run"
     code, out, err = run_cli(
@@ -45,6 +46,7 @@ def test_train_json_and_run_folder(tmp_path, mnist_dir, capsys):
     assert json.loads(paths.metrics.read_text())["accuracy"] == summary["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
     argv = ["train", *QUICK_TRAIN, "--epochs", "2", "--out", tmp_path, "--data-dir", mnist_dir]
     code, out, _ = run_cli(capsys, *argv)
@@ -64,6 +66,7 @@ def test_train_prints_a_table_row_per_epoch(tmp_path, mnist_dir, capsys):
     assert all(command[-2:] == ["--checkpoint", str(tmp_path)] for command in tried)
 
 
+@pytest.mark.slow
 def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, mnist_dir, capsys):
     run_dir = tmp_path / "ensemble"
     argv = [*QUICK_TRAIN, "--members", "2", "--validation", "500", "--data-dir", mnist_dir]
@@ -91,6 +94,7 @@ def test_train_members_makes_an_ensemble_that_evaluates_and_predicts(tmp_path, m
     assert code == 0 and json.loads(out)["label"] == 6
 
 
+@pytest.mark.slow
 def test_evaluate_json(quick_run, mnist_dir, capsys):
     run_dir, metrics = quick_run
     code, out, _ = run_cli(capsys, "evaluate", run_dir, "--json", "--data-dir", mnist_dir)
@@ -103,6 +107,7 @@ def test_evaluate_json(quick_run, mnist_dir, capsys):
     assert code == 0 and f"{metrics['accuracy']:.2%}" in out
 
 
+@pytest.mark.slow
 def test_predict_index(quick_run, mnist_dir, tmp_path, capsys):
     run_dir, _ = quick_run
     png = tmp_path / "digit.png"
@@ -159,6 +164,7 @@ def test_missing_data_says_where_and_how(tmp_path, capsys, monkeypatch):
     assert code == 1 and "not a run folder" in err
 
 
+@pytest.mark.slow
 def test_predict_out_of_range_index(quick_run, mnist_dir, capsys):
     run_dir, _ = quick_run
     argv = ["predict", "--checkpoint", run_dir, "--index", "10000", "--data-dir", mnist_dir]
@@ -166,6 +172,7 @@ def test_predict_out_of_range_index(quick_run, mnist_dir, capsys):
     assert code == 1 and "between 0 and 9999" in err
 
 
+@pytest.mark.slow
 def test_tampered_checkpoint_is_one_line(quick_run, tmp_path, mnist_dir, capsys):
     run_dir, _ = quick_run
     tampered = tmp_path / "model.safetensors"
@@ -175,6 +182,7 @@ def test_tampered_checkpoint_is_one_line(quick_run, tmp_path, mnist_dir, capsys)
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_resume_rejects_other_flags(quick_run, capsys):
     run_dir, _ = quick_run
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "3")
@@ -195,6 +203,7 @@ def test_console_script_and_module_entry_points():
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_export_then_predict_with_onnx_runtime(quick_run, mnist_dir, tmp_path, capsys):
     import onnx
 
@@ -210,6 +219,7 @@ def test_export_then_predict_with_onnx_runtime(quick_run, mnist_dir, tmp_path, c
     assert abs(onnx_answer["probability"] - torch_answer["probability"]) < 1e-4
 
 
+@pytest.mark.slow
 def test_export_errors_are_one_line(quick_run, capsys):
     run_dir, _ = quick_run
     with pytest.raises(SystemExit) as exit_:
@@ -235,11 +245,11 @@ def test_models_and_recipes_list_the_registry(capsys):
 
 def test_next_commands_after_training_into_runs_need_no_checkpoint(tmp_path, monkeypatch):
     from digitlab.checkpoint import save_model
-    from digitlab.cli import _next_commands
+    from digitlab.cli.commands.train import next_commands
     from digitlab.models import create_model
 
     monkeypatch.chdir(tmp_path)
     run_dir = Path("runs") / "default-20261129-101500"
     save_model(RunPaths(run_dir).model, create_model("lenet"), {"model": "lenet"})
-    commands = _next_commands(run_dir).splitlines()[1:]
+    commands = next_commands(run_dir).splitlines()[1:]
     assert len(commands) == 3 and not any("--checkpoint" in line for line in commands)

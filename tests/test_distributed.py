@@ -155,6 +155,7 @@ def test_restarted_ranks_join_though_the_store_holds_the_dead_attempts_addresses
         assert out == "joined\n", err[-2000:]
 
 
+@pytest.mark.slow
 def test_two_ranks_train_the_weights_of_one_process(two_process_runs, mnist, tmp_path):
     ranks_weights, metadata = saved(two_process_runs / "equivalence")
     assert metadata["world_size"] == 2 and metadata["backend"] == "gloo"
@@ -168,6 +169,7 @@ def test_two_ranks_train_the_weights_of_one_process(two_process_runs, mnist, tmp
     assert moved > 100 * EQUIVALENCE_TOLERANCE  # training did change the weights
 
 
+@pytest.mark.slow
 def test_ensemble_members_trained_side_by_side_equal_one_after_another(
     two_process_runs, mnist, tmp_path
 ):
@@ -186,6 +188,7 @@ def test_ensemble_members_trained_side_by_side_equal_one_after_another(
     assert accuracies == [[e.test_accuracy for e in h] for h in sequential.member_histories]
 
 
+@pytest.mark.slow
 def test_ctrl_c_under_torchrun_stops_every_rank_and_resumes_exactly(two_process_runs, tmp_path):
     run_dir = tmp_path / "run"
     args = ["-m", "digitlab", "train", "--out", str(run_dir), "--recipe", "default"]

@@ -51,6 +51,7 @@ def test_ensemble_outputs_the_log_of_the_mean_probability():
     torch.testing.assert_close(output.exp().sum(1), torch.ones(5))
 
 
+@pytest.mark.slow
 def test_members_are_single_runs_with_their_own_seeds(mnist, tmp_path):
     config = make_config("default", **QUICK)
     result = train(config, mnist, tmp_path / "ensemble")
@@ -91,6 +92,7 @@ def interrupt_at_call(number: int):
     return on_step
 
 
+@pytest.mark.slow
 def test_interrupted_ensemble_resumes_without_retraining_finished_members(mnist, tmp_path):
     config = make_config("default", **QUICK)
     whole = train(config, mnist, tmp_path / "whole")
@@ -130,6 +132,7 @@ def test_ensemble_exports_to_onnx_with_parity(mnist):
     assert parity.max_abs_diff <= PARITY_TOLERANCE and parity.argmax_agreement == 1.0
 
 
+@pytest.mark.slow
 def test_a_new_ensemble_in_an_old_folder_is_refused_and_mixes_nothing(mnist, tmp_path):
     train(make_config("default", **QUICK), mnist, tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

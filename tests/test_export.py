@@ -113,9 +113,10 @@ def checkpoint(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Every model
+# Every model (slow: `case` trains lenet, bncnn and vggbn briefly)
 
 
+@pytest.mark.slow
 def test_onnx_file_passes_checker_and_declares_its_interface(case: Case, tmp_path: Path):
     import onnx
 
@@ -133,6 +134,7 @@ def _dims(value_info) -> list[str | int]:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", FORMATS)
 def test_export_runs_any_batch_size(case: Case, format: str):
     # For the simplecnn models the parity test below runs the 1000-image batch.
@@ -142,6 +144,7 @@ def test_export_runs_any_batch_size(case: Case, format: str):
         assert torch.allclose(output, case.reference[:size], atol=PARITY_TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", FORMATS)
 def test_export_matches_pytorch_on_real_test_digits(case: Case, format: str):
     parity = compare_outputs(case.reference, case.run(format, case.images))
@@ -163,6 +166,7 @@ def test_compare_outputs_measures_both_differences():
         compare_outputs(reference, candidate[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", FORMATS)
 def test_export_checkpoint_creates_folders_and_writes_a_working_file(
     checkpoint: Path, mnist: MNIST, tmp_path: Path, format: str
@@ -178,6 +182,7 @@ def test_export_checkpoint_creates_folders_and_writes_a_working_file(
     assert log_probs.argmax(1).tolist() == [p.digit for p in reference]
 
 
+@pytest.mark.slow
 def test_export_that_does_not_match_pytorch_writes_nothing(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -193,6 +198,7 @@ def test_export_that_does_not_match_pytorch_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_onnx_runtime_predictor_gives_the_same_digits(checkpoint: Path, mnist: MNIST):
     pixels = to_float(mnist.test_images[:1000])
     by_torch = Predictor.from_checkpoint(checkpoint, "cpu").predict_tensor(pixels)
@@ -211,6 +217,7 @@ def test_onnx_runtime_predictor_gives_the_same_digits(checkpoint: Path, mnist: M
     )
 
 
+@pytest.mark.slow
 def test_unknown_format_runtime_or_device_is_a_config_error(checkpoint: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="onnx, torchscript"):
         export_checkpoint(checkpoint, tmp_path / "model.tflite", "tflite")
@@ -221,6 +228,7 @@ def test_unknown_format_runtime_or_device_is_a_config_error(checkpoint: Path, tm
         Predictor.from_checkpoint(checkpoint, "cuda", runtime="onnx")
 
 
+@pytest.mark.slow
 def test_missing_onnxruntime_says_what_to_install(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -234,6 +242,7 @@ def test_missing_onnxruntime_says_what_to_install(
         Predictor.from_checkpoint(checkpoint, "cpu", runtime="onnx")
 
 
+@pytest.mark.slow
 def test_unwritable_destination_is_a_digitlab_error(checkpoint: Path, tmp_path: Path):
     # A path under a regular file can't be created, even by root (for whom chmod is no barrier).
     blocker = tmp_path / "not-a-folder"
@@ -260,6 +269,7 @@ def test_importing_digitlab_does_not_import_onnx():
     assert result.stdout.strip() == "[]", result.stderr
 
 
+@pytest.mark.slow
 def test_server_with_onnx_runtime_answers_like_torch(checkpoint: Path, mnist: MNIST):
     from fastapi.testclient import TestClient
 

@@ -11,6 +11,7 @@ from digitlab.train import train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.mark.slow
 def test_fast_recipe_trains_on_the_gpu_and_loads_on_the_cpu(mnist, tmp_path):
     result = train(make_config("fast", device="cuda", epochs=1), mnist, tmp_path)
     assert result.test_accuracy > 0.97
@@ -23,6 +24,7 @@ def test_fast_recipe_trains_on_the_gpu_and_loads_on_the_cpu(mnist, tmp_path):
     assert not next(model.parameters()).is_cuda
 
 
+@pytest.mark.slow
 def test_training_runs_the_network_in_bfloat16(mnist, tmp_path):
     seen: list[torch.dtype] = []
     config = make_config("fast", device="cuda", epochs=1, subset=2048)

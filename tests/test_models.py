@@ -122,6 +122,7 @@ def _train(
     return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAST_MODELS)
 def test_fast_models_learn_mnist(name: str, mnist: MNIST) -> None:
     torch.manual_seed(0)
@@ -135,6 +136,7 @@ def test_fast_models_learn_mnist(name: str, mnist: MNIST) -> None:
     assert accuracy > 0.90, f"{name}: {accuracy:.3f} after 150 steps"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HEAVY_MODELS)
 def test_heavy_models_fit_one_batch(name: str, mnist: MNIST) -> None:
     # A full step costs ~1 GFLOP per image on these nets, so only overfit a small batch.

@@ -76,6 +76,7 @@ def test_packaged_model_predicts_a_photo_with_no_data_and_no_network(mnist, tmp_
     assert err.count("\n") == 1 and "using the packaged model" in err
 
 
+@pytest.mark.slow  # the packaged model on all 10,000 test images
 def test_packaged_model_scores_its_recorded_accuracy(fresh_user, mnist_dir, capsys):
     code = main(["evaluate", "--json", "--data-dir", str(mnist_dir)])
     out, err = capsys.readouterr()
@@ -85,6 +86,7 @@ def test_packaged_model_scores_its_recorded_accuracy(fresh_user, mnist_dir, caps
     assert json.loads(out)["accuracy"] == recorded >= MIN_TEST_ACCURACY
 
 
+@pytest.mark.slow  # 1,000 photos made, cleaned and read
 def test_packaged_model_reads_photos_as_well_as_clean_digits(mnist, tmp_path):
     """The wild set of tests/test_predict.py: the same 1,000 test digits, clean and as photos."""
     predictor = Predictor.from_checkpoint(PACKAGED_MODEL, "cpu")

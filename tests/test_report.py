@@ -211,6 +211,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, mnist: MNIST, one_thread: 
     return root
 
 
+@pytest.mark.slow  # run_dir trains a lenet for 50 steps
 def test_write_run_report_end_to_end(
     run_dir: Path, mnist: MNIST, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,7 @@ def without_times(history: list) -> list[dict]:
     return [{k: v for k, v in asdict(h).items() if k != "seconds"} for h in history]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(mnist, tmp_path):
     config = make_config("default", **QUICK)
     first = train(config, mnist, tmp_path / "a")
@@ -47,6 +48,7 @@ def test_same_seed_gives_identical_weights(mnist, tmp_path):
     assert not torch.equal(other.model.fc1.weight, first.model.fc1.weight)
 
 
+@pytest.mark.slow
 def test_augmentation_and_ema_change_the_result_deterministically(mnist, tmp_path):
     plain = train(make_config("default", **QUICK | {"model": "bncnn"}), mnist, tmp_path / "p")
     runs = [train(make_config("default", **QUICK | AUGMENTED), mnist, tmp_path / n) for n in "ab"]
@@ -57,6 +59,7 @@ def test_augmentation_and_ema_change_the_result_deterministically(mnist, tmp_pat
     assert "n_averaged" not in saved
 
 
+@pytest.mark.slow
 def test_history_measures_the_whole_epoch(mnist, tmp_path):
     result = train(make_config("default", **QUICK), mnist, tmp_path)
     assert [h.epoch for h in result.history] == [1, 2]
@@ -80,6 +83,7 @@ def interrupt_at(epoch: int, step: int):
 AUGMENTED = {"model": "bncnn", "rotation": 10.0, "scale": 0.1, "translate": 0.1, "ema": 0.99}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("recipe", "changes"), [("default", {}), ("seed", {}), ("default", AUGMENTED)]
 )
@@ -101,6 +105,7 @@ def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, re
     assert metadata["complete"] is True
 
 
+@pytest.mark.slow
 def test_the_state_is_saved_inside_epochs_every_checkpoint_every_minutes(mnist, tmp_path):
     def states_seen(run_dir: Path, every: float) -> list[tuple[int, int] | None]:
         """What the state on disk says (epoch, steps done) as each step is reported."""
@@ -123,6 +128,7 @@ def test_the_state_is_saved_inside_epochs_every_checkpoint_every_minutes(mnist, 
     assert rarely == [None] * 10 + [(2, 0)] * 10  # epochs of a second: saved at their ends
 
 
+@pytest.mark.slow
 def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     """The notebook's training loop (DataLoader of ToTensor images, batch 10, no shuffle)
     and the `seed` recipe take exactly the same optimizer steps.
@@ -155,6 +161,7 @@ def test_seed_recipe_reproduces_the_notebook_loop(mnist, tmp_path):
     assert torch.get_num_threads() == threads  # train restores the thread count
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
     def poison(stats):  # after epoch 1 is saved, make the next forward pass produce NaN
         with torch.no_grad():
@@ -193,6 +200,7 @@ class _Exploit:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_malicious_pickle(mnist, tmp_path):
     config = make_config("default", **QUICK | {"epochs": 1})
     train(config, mnist, tmp_path)
@@ -203,12 +211,14 @@ def test_resume_refuses_a_malicious_pickle(mnist, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_checkpoints_are_written_atomically(mnist, tmp_path):
     train(make_config("default", **QUICK | {"epochs": 1}), mnist, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["config.json", "history.json", "model.safetensors", "train_state.pt"]
 
 
+@pytest.mark.slow
 def test_validation_images_are_held_out_and_scored_every_epoch(mnist, tmp_path):
     config = make_config("default", **QUICK | {"validation": 200})
     result = train(config, mnist, tmp_path)
@@ -224,6 +234,7 @@ def test_validation_images_are_held_out_and_scored_every_epoch(mnist, tmp_path):
     assert metadata["metrics"]["val_accuracy"] == result.history[-1].val_accuracy
 
 
+@pytest.mark.slow
 def test_training_on_fewer_images_counts_only_those(mnist, tmp_path):
     steps = []
     config = make_config("default", **QUICK | {"epochs": 1, "validation": 700})
@@ -240,6 +251,7 @@ def test_ensemble_recipe_is_five_best_models_with_consecutive_seeds():
         assert replace(member, recipe="best") == replace(RECIPES["best"], seed=index - 1)
 
 
+@pytest.mark.slow
 def test_best_recipe_learns_from_a_few_thousand_digits(mnist, tmp_path):
     # One epoch on 6,000 images (47 steps): augmentation, label smoothing and vggbn together.
     result = train(make_config("best", epochs=1, subset=6000), mnist, tmp_path)

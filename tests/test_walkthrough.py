@@ -3,10 +3,13 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
 CELL_TIMEOUT_SECONDS = 600  # a whole training is one cell; a busy CI machine is slow
+
+pytestmark = pytest.mark.slow  # starts a kernel and trains
 
 
 def test_walkthrough_notebook_runs_without_errors(tmp_path, mnist_dir, monkeypatch):

@@ -1,9 +1,9 @@
-"""Reading large folders: work on files in parallel processes, streamed JSONL, resumable runs.
+"""Reading large folders: work on files in parallel processes, results streamed in order.
 
     results = predict_stream(predictor, paths, workers=2)   # an iterator, in input order
     readings = read_stream(predictor, paths, workers=2)     # whole numbers, the same way
     for result in results:
-        out.write(jsonl_line(result))
+        out.write(json.dumps(result.to_dict()) + "\n")
 
 Both are one mechanism, `stream(paths, work, finish)`: `work` turns a chunk of files into
 items (in `workers` processes), `finish` turns a batch of items into results (here, in this
@@ -21,13 +21,10 @@ memory does not grow with the number of files.
 The worker side of `digitlab serve` lives here too (`clean_forever`, see digitlab.serve.cleaning),
 so that its workers, like these, start without importing FastAPI.
 
-`done_paths` reads an earlier JSONL output so that a rerun skips what it has; under torchrun
-each rank reads its shard of the files (`distributed.shard`) into a part file of its own, and
-rank 0 joins the parts with `merge_parts`.
+Writing these streams as JSON lines, resumably and sharded under torchrun: `digitlab.jsonl`.
 """
 
 import functools
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
 CHUNK = 64  # files per task sent to a worker: large enough to hide the hand-off cost
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: keeps workers busy, memory bounded
 BATCH = 256  # files per `finish` call in the parent (for predict, images per forward pass)
-TAIL_BLOCK = 4096  # bytes read at a time when looking back for the last newline
 # How much `digitlab serve`'s cleaning workers give way to the server process. Measured with
 # bench/serve_load.py --payload png, 32 clients, idle 2-core machine, same hour: niceness 0
 # 396-442 req/s, p99 189-214 ms; 10: 458 req/s, p99 139 ms; 19: 454 req/s, p99 134 ms.
@@ -289,72 +285,6 @@ def _read_found(predictor: Predictor, found: list[_FoundFile]) -> list["Reading"
         else replace(next(read), path=f.path)
         for f in found
     ]
-
-
-# ------------------------------------------------------------------------------- JSONL output
-
-
-def jsonl_line(result: FileResult) -> str:
-    """One result as one line of JSON (with its newline)."""
-    return json.dumps(result.to_dict()) + "\n"
-
-
-def done_paths(jsonl: Path) -> set[str]:
-    """The paths an earlier JSONL output already holds. A last line cut short (the earlier run
-    was killed while writing it) does not count, so that file is read again."""
-    if not jsonl.is_file():
-        return set()
-    done = set()
-    with jsonl.open() as lines:
-        for line in lines:
-            try:
-                done.add(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                continue
-    return done
-
-
-def drop_partial_last_line(jsonl: Path) -> None:
-    """Cut a last line that lacks its newline (an earlier run killed while writing it), so
-    lines appended after it stay lines of their own. Reads only the file's tail."""
-    if not jsonl.is_file():
-        return
-    with jsonl.open("rb+") as file:
-        size = file.seek(0, os.SEEK_END)
-        end = size
-        while end > 0:
-            start = max(0, end - TAIL_BLOCK)
-            file.seek(start)
-            block = file.read(end - start)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                end = start + newline + 1
-                break
-            end = start
-        if end != size:
-            file.truncate(end)
-
-
-def part_path(out: Path, rank: int) -> Path:
-    """Where rank `rank` writes its share of `out` under torchrun."""
-    return out.with_name(f"{out.name}.part-{rank}")
-
-
-def merge_parts(out: Path, world_size: int, *, append: bool) -> int:
-    """Join the ranks' part files into `out` (rank 0's lines first), delete them, and return
-    the number of lines joined. Lines are copied, never all held in memory."""
-    count = 0
-    if append:
-        drop_partial_last_line(out)
-    with out.open("a" if append else "w") as merged:
-        for rank in range(world_size):
-            part = part_path(out, rank)
-            with part.open() as lines:
-                for line in lines:
-                    merged.write(line)
-                    count += 1
-            part.unlink()
-    return count
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

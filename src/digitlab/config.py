@@ -5,7 +5,7 @@ A recipe is a complete `TrainConfig`; command-line flags override single fields 
 says exactly how its model was made.
 """
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from digitlab.errors import ConfigError
@@ -14,38 +14,82 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 
 
+def _setting(default: Any, help: str, **checks: Any) -> Any:
+    """A field of `TrainConfig` with what it means. `digitlab train` makes each field a flag
+    from this alone (digitlab.cli.options): `help` is its help, `positive=True` checks a number
+    as it is parsed (an int at least 1, a float above 0), `choices` lists the values it takes,
+    `metavar` names its value in the help."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    recipe: str = "default"
-    model: str = "lenet"
-    epochs: int = 5
-    batch_size: int = 10
-    lr: float = 0.02  # peak learning rate for "onecycle"
-    optimizer: str = "adam"
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
+    recipe: str = _setting("default", "the named recipe these settings start from")
+    model: str = _setting("lenet", "network from the registry (see `digitlab models`)")
+    epochs: int = _setting(5, "passes over the training images", positive=True)
+    batch_size: int = _setting(10, "training images per optimizer step", positive=True)
+    lr: float = _setting(0.02, "learning rate; the peak of a onecycle schedule", positive=True)
+    optimizer: str = _setting("adam", "how the weights are updated", choices=OPTIMIZERS)
+    schedule: str = _setting(
+        "constant",
+        "learning rate over the run: constant, or onecycle (up to lr, then annealed to 0)",
+        choices=SCHEDULES,
+    )
+    weight_decay: float = _setting(0.0, "weight decay of the optimizer (decoupled for adamw)")
+    label_smoothing: float = _setting(
+        0.0, "label smoothing of the cross-entropy loss, in [0, 1), e.g. 0.1"
+    )
     # Random affine augmentation of each training batch (off when all three are 0).
-    rotation: float = 0.0  # max degrees, uniform in ±rotation
-    scale: float = 0.0  # zoom uniform in [1 - scale, 1 + scale]
-    translate: float = 0.0  # max shift as a fraction of the image size
-    members: int = 1  # train this many models (seeds seed, seed+1, ...) and average them
-    ema: float | None = None  # decay of an exponential moving average of the weights, which
-    # is then what gets evaluated and saved (e.g. 0.999); None = plain weights
-    shuffle: bool = True  # the notebook did not shuffle its DataLoader
-    seed: int = 41
-    eval_batch_size: int = 1000  # evaluation only; does not change results
-    subset: int | None = None  # train on the first N training images (smoke tests, demos)
-    validation: int = 0  # hold out N training images (the same N for every run) as a
-    # validation set: never trained on, scored every epoch, for choosing settings without
-    # looking at the test set
-    channels_last: bool = False  # NHWC memory layout: faster CPU convolution and pooling, but
-    # not bitwise the same arithmetic as the default layout (so `seed` keeps it off)
-    threads: int | None = None  # torch CPU threads; None = torch's default (all cores)
-    device: str = "auto"  # "auto" picks CUDA when present; on CUDA, training uses bf16
-    # autocast and channels-last memory, and keeps the training images on the GPU
-    checkpoint_every: float = 5.0  # minutes between checkpoints inside an epoch (0: only at
-    # epoch ends), so a kill costs minutes of a long epoch, not all of it; results unchanged
+    rotation: float = _setting(0.0, "augment: max rotation in degrees, uniform in ±rotation")
+    scale: float = _setting(0.0, "augment: zoom uniform in [1 - scale, 1 + scale], e.g. 0.1")
+    translate: float = _setting(0.0, "augment: max shift as a fraction of the image size (28)")
+    members: int = _setting(
+        1,
+        "train N models (seeds seed, seed+1, ...) and average their probabilities",
+        positive=True,
+        metavar="N",
+    )
+    ema: float | None = _setting(
+        None,
+        "decay of an exponential moving average of the weights, which is then what gets "
+        "evaluated and saved, e.g. 0.999 (unset: the plain weights)",
+    )
+    shuffle: bool = _setting(True, "shuffle the training images every epoch (the notebook did not)")
+    seed: int = _setting(41, "seed of the initial weights, the order of images and augmentation")
+    eval_batch_size: int = _setting(
+        1000, "images per batch when evaluating; does not change results", positive=True
+    )
+    subset: int | None = _setting(
+        None,
+        "train on the first N training images only (smoke tests, demos)",
+        positive=True,
+        metavar="N",
+    )
+    validation: int = _setting(
+        0,
+        "hold out N training images (the same N for every run) as a validation set: never "
+        "trained on, scored every epoch, for choosing settings without looking at the test set",
+        metavar="N",
+    )
+    channels_last: bool = _setting(
+        False,
+        "NHWC memory layout: faster CPU convolution and pooling, but not bitwise the same "
+        "arithmetic as the default layout (so `seed` keeps it off)",
+    )
+    threads: int | None = _setting(
+        None, "torch CPU threads (unset: torch's default, all cores)", positive=True, metavar="N"
+    )
+    device: str = _setting(
+        "auto",
+        "auto, cpu or cuda[:N]; auto picks CUDA when present, where training uses bf16 "
+        "autocast and channels-last memory and keeps the training images on the GPU",
+    )
+    checkpoint_every: float = _setting(
+        5.0,
+        "minutes between saves of the training state inside an epoch (0: only at epoch "
+        "ends), so a kill costs minutes of a long epoch, not all of it; results unchanged",
+        metavar="MINUTES",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

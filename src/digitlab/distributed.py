@@ -159,6 +159,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks at once: e.g. rank 0 downloads
+    MNIST if it is missing while the others wait, then they read it. A no-op for one process.
+
+    If rank 0 raises in the block, the others stay at the barrier until torchrun ends them."""
+    is_main = current().is_main
+    if not is_main:
+        barrier()  # wait for rank 0 to finish the block
+    yield
+    if is_main:
+        barrier()  # let the others start it
+
+
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of `values` over every rank (the tensor itself when alone)."""
     if current().is_distributed:

@@ -11,6 +11,7 @@ from digitlab.checkpoint import load_model, read_model_file
 from digitlab.config import make_config
 from digitlab.data import to_float
 from digitlab.ensemble import member_config, members_of_rank
+from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.export import PARITY_TOLERANCE, OnnxModel, compare_outputs, onnx_bytes
 from digitlab.models import Ensemble, create_model
@@ -132,10 +133,9 @@ def test_ensemble_exports_to_onnx_with_parity(mnist):
 
 
 @pytest.mark.slow
-def test_a_new_ensemble_in_an_old_folder_retrains_every_member(mnist, tmp_path):
+def test_a_new_ensemble_in_an_old_folder_is_refused_and_mixes_nothing(mnist, tmp_path):
     train(make_config("default", **QUICK), mnist, tmp_path)
-    old = saved_weights(RunPaths(tmp_path).member(1).root)
-    train(make_config("default", **QUICK | {"seed": 5}), mnist, tmp_path)
-    new, metadata = read_model_file(RunPaths(tmp_path).member(1).model)
-    assert metadata["config"]["seed"] == 5
-    assert not torch.equal(old["fc3.weight"], new["fc3.weight"])
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match="already holds a training run.*--resume"):
+        train(make_config("default", **QUICK | {"seed": 5}), mnist, tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -11,7 +11,7 @@ import torch
 from notebook import ConvolutionalNetwork
 from torch import nn
 
-from digitlab.checkpoint import load_model, read_model_file
+from digitlab.checkpoint import load_model, load_training_state, read_model_file
 from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
 from digitlab.ensemble import member_config
@@ -103,6 +103,29 @@ def test_interrupted_then_resumed_run_ends_bitwise_identical(mnist, tmp_path, re
     saved, metadata = read_model_file(RunPaths(run_dir).model)
     assert_same_weights(saved, weights(uninterrupted.model))
     assert metadata["complete"] is True
+
+
+@pytest.mark.slow
+def test_the_state_is_saved_inside_epochs_every_checkpoint_every_minutes(mnist, tmp_path):
+    def states_seen(run_dir: Path, every: float) -> list[tuple[int, int] | None]:
+        """What the state on disk says (epoch, steps done) as each step is reported."""
+        seen: list[tuple[int, int] | None] = []
+
+        def on_step(progress):  # after step k is taken, before it may be saved
+            state = RunPaths(run_dir).train_state
+            saved = load_training_state(state)["progress"] if state.is_file() else None
+            seen.append(saved and (saved["epoch"] + 1, saved["step"]))
+
+        config = make_config("default", **QUICK | {"validation": 200, "checkpoint_every": every})
+        train(config, mnist, run_dir, on_step=on_step)  # 2 epochs of 10 steps
+        return seen
+
+    every_step = states_seen(tmp_path / "often", every=1e-6)  # minutes: a few microseconds
+    # Step k of epoch 1 finds the state of step k - 1; the epoch's end saves step 10 as (2, 0).
+    assert every_step[:10] == [None] + [(1, k) for k in range(1, 10)]
+    assert every_step[10:] == [(2, 0)] + [(2, k) for k in range(1, 10)]
+    rarely = states_seen(tmp_path / "rarely", every=5.0)
+    assert rarely == [None] * 10 + [(2, 0)] * 10  # epochs of a second: saved at their ends
 
 
 @pytest.mark.slow

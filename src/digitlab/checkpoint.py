@@ -8,7 +8,9 @@ Two files per run, neither of which can execute code when loaded:
   position in the epoch). Loaded with `torch.load(weights_only=True)`, which refuses pickled code.
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a crash
-or Ctrl-C never leaves a half-written checkpoint.
+or Ctrl-C never leaves a half-written checkpoint. A process killed between the two leaves the
+temporary file behind (nothing reads it; `remove_leftovers` does, when the run is resumed) and the
+previous file in place. A resumed run relies on `train_state.pt` alone, which is written first.
 """
 
 import json
@@ -43,10 +45,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
         # mkstemp makes files private, and some writers (safetensors) replace the file with
         # one of their own: set the mode of what was written, as run folders are shared.
         os.chmod(tmp, 0o644)
+        _flush_to_disk(Path(tmp))  # else a lost machine may keep the new name but not the data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _flush_to_disk(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files of writes that a killed process left in `folder`."""
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -90,11 +107,13 @@ def checkpoint_metadata(
     *,
     world_size: int = 1,
     backend: str | None = None,
+    resumed: list[dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What a `model.safetensors` says about itself: how it was made and how far it got.
 
     `world_size` is the number of processes that trained it (torchrun), `backend` their
-    torch.distributed backend (None for one process)."""
+    torch.distributed backend (None for one process), `resumed` where the run was resumed
+    (`resume.Resumed.record()`s)."""
     import digitlab
     from digitlab.data import DATA_CHECKSUM
 
@@ -107,6 +126,7 @@ def checkpoint_metadata(
         "metrics": metrics,
         "world_size": world_size,
         "backend": backend,
+        "resumed": resumed or [],
         "digitlab_version": digitlab.__version__,
         "torch_version": torch.__version__,
         "data_checksum": DATA_CHECKSUM,

@@ -84,15 +84,31 @@ class TrainConfig:
         "auto, cpu or cuda[:N]; auto picks CUDA when present, where training uses bf16 "
         "autocast and channels-last memory and keeps the training images on the GPU",
     )
+    checkpoint_every: float = _setting(
+        5.0,
+        "minutes between saves of the training state inside an epoch (0: only at epoch "
+        "ends), so a kill costs minutes of a long epoch, not all of it; results unchanged",
+        metavar="MINUTES",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def result_differences(self, other: "TrainConfig") -> list[str]:
+        """The fields, other than `RESULT_NEUTRAL` ones, in which `other` differs: those that
+        would change the trained weights, so a run must not continue under another config."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [name for name in mine if name not in RESULT_NEUTRAL and mine[name] != theirs[name]]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return validate(cls(**{k: v for k, v in values.items() if k in known}))
 
+
+# Settings that do not change the trained weights (how fast, where, how often to save), so a
+# run may continue with other values: on another machine, or with more threads.
+RESULT_NEUTRAL = frozenset({"threads", "device", "eval_batch_size", "checkpoint_every"})
 
 # Every recipe but `seed` holds out this many training images (the same ones for every run):
 # never trained on, they fit the temperature that calibrates the probabilities and set the
@@ -188,6 +204,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         (0 <= config.validation < training_images, "validation must leave images to train "
          f"on: 0 <= validation < {training_images:,}"),
         (config.threads is None or config.threads >= 1, "threads must be at least 1"),
+        (config.checkpoint_every >= 0, "checkpoint_every must be 0 (only at epoch ends) or a "
+         "positive number of minutes"),
         (config.device in ("auto", "cpu") or config.device.startswith("cuda"),
          f"unknown device {config.device!r}; use auto, cpu or cuda[:N]"),
     ]  # fmt: skip

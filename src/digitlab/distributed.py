@@ -10,6 +10,10 @@ torchrun starts one process per rank and tells each who it is through environmen
 it at the end; without torchrun it does nothing and everything runs as one process of one.
 The rest of digitlab asks `current()` where it stands, so the training loop and the reader have
 one code path for one process and for many.
+
+With `--max-restarts`, torchrun restarts every process when one dies; `restart_count()` says
+which attempt this is and `job_id()` which torchrun job, so that a restarted run can go on from
+its own checkpoint (see `resume.py`).
 """
 
 import os
@@ -82,11 +86,51 @@ def launched(device: str = "auto") -> Iterator[Session]:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     backend = "nccl" if use_cuda else "gloo"
-    dist.init_process_group(backend)
+    _join(backend)
     try:
         yield current()
     finally:
         dist.destroy_process_group()
+
+
+_joins = 0  # process groups this process has joined: every rank joins in the same order
+
+
+def _join(backend: str) -> None:
+    """`init_process_group` from torchrun's environment, in a store namespace of its own.
+
+    Why not plain `init_process_group(backend)`: torchrun (torch 2.13) keeps one TCPStore for
+    the whole job and hands it to the processes of every restart, and the keys a process group
+    leaves there (each rank's gloo address; NCCL's id) are the same names every time. A restarted
+    rank may read the dead attempt's address of its peer before the peer has written its new
+    one: gloo then fails with "connectFullMesh failed … Connection refused", or both ranks wait
+    for a connection that never comes (hung at 0% CPU). So each attempt's group, and each group
+    a process joins, gets its own prefix — the isolation torch itself used up to 2.4
+    (pytorch/pytorch#135712). Without a shared store (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1)
+    every attempt has a fresh store anyway."""
+    global _joins
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    namespace = f"digitlab/join-{_joins}"
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # The restart count is the same on every rank of one machine; across machines torchrun
+        # does not keep it in step (pytorch/pytorch#108158): there, turn the sharing off.
+        namespace = f"digitlab/restart-{restart_count()}/join-{_joins}"
+    _joins += 1
+    dist.init_process_group(
+        backend, store=dist.PrefixStore(namespace, store), rank=rank, world_size=world_size
+    )
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this job's processes (0: first attempt, or no
+    torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def job_id() -> str | None:
+    """The torchrun job this process belongs to (`--rdzv-id`; a fresh id for every
+    `--standalone` launch), or None without torchrun."""
+    return os.environ.get("TORCHELASTIC_RUN_ID")
 
 
 def threads_per_rank(session: Session) -> int:

@@ -18,6 +18,7 @@ from digitlab.checkpoint import atomic_path, read_json, write_json
 from digitlab.data import MNIST
 from digitlab.evaluate import Evaluation
 from digitlab.models import count_parameters
+from digitlab.resume import describe as describe_resume
 from digitlab.runs import RunPaths
 
 GALLERY_SIZE = 40  # digits per gallery: four rows of ten, readable at a glance
@@ -47,6 +48,7 @@ def write_run_report(
         "run_dir": str(paths.root),
         "model": metadata["model"],
         "epoch": metadata.get("epoch"),
+        "resumed": metadata.get("resumed", []),  # where training was resumed, if it was
     }
     write_json(paths.metrics, metrics)
 
@@ -277,6 +279,11 @@ def _summary(
         if total
         else f"Measured on the MNIST test images with {checkpoint} in this folder."
     )
+    resumed = metadata.get("resumed") or []
+    if resumed:
+        times = "once" if len(resumed) == 1 else f"{len(resumed)} times"
+        points = "; ".join(describe_resume(entry) for entry in resumed)
+        how += f" Training was stopped and resumed {times}: {points}."
     return f"{line}\n\n{how}"
 
 

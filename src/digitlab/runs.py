@@ -2,7 +2,8 @@
 
 runs/<recipe>-<YYYYmmdd-HHMMSS>/
     model.safetensors   weights + metadata (the checkpoint)
-    train_state.pt      what `--resume` needs
+    train_state.pt      what `--resume` needs (and a restart under torchrun)
+    torchrun.json       which torchrun job started the run (only under torchrun)
     config.json         the full TrainConfig
     history.json        one entry per epoch
     metrics.json        the final evaluation
@@ -52,6 +53,19 @@ class RunPaths:
     @property
     def plots(self) -> Path:
         return self.root / "plots"
+
+    @property
+    def torchrun_job(self) -> Path:
+        return self.root / "torchrun.json"
+
+    def holds_training(self) -> bool:
+        """Whether a run has saved progress here: its training state or model, or an ensemble
+        member's training state."""
+        return (
+            self.train_state.is_file()
+            or self.model.is_file()
+            or any(self.root.glob(f"member-*/{self.train_state.name}"))
+        )
 
     def member(self, index: int) -> "RunPaths":
         """The run folder of ensemble member `index` (1-based)."""

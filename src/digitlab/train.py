@@ -1,4 +1,4 @@
-"""`train(config, mnist, run_dir)`: train a model or an ensemble, checkpoint every epoch, resume.
+"""`train(config, mnist, run_dir)`: train a model or an ensemble, checkpoint, resume.
 
 The loop prints nothing; it reports through optional callbacks (`on_step`, `on_epoch`,
 `on_member`) that the CLI turns into a progress bar and a table. On the CPU a run is bitwise
@@ -7,9 +7,14 @@ resumed ends with exactly the weights of an uninterrupted one, because everythin
 global RNG, the shuffling generator, the position inside the epoch — is saved with the optimizer
 state.
 
+The state is saved at every epoch's end and, inside an epoch, every `config.checkpoint_every`
+minutes, so a run killed outright (`kill -9`, a lost machine) loses minutes, not its epoch, and
+continues bitwise as if it had not been: by hand with `resume`, or by itself when torchrun
+restarts it (see `resume.py`).
+
 An ensemble (`config.members > 1`) is trained member by member, each an ordinary run in its own
 folder (see `ensemble.py`); resuming it skips the members that are complete, resumes the one that
-was interrupted and starts the rest; without `resume`, every member is trained afresh.
+was interrupted and starts the rest.
 """
 
 import math
@@ -34,6 +39,7 @@ from digitlab.checkpoint import (
     checkpoint_metadata,
     load_training_state,
     read_json,
+    remove_leftovers,
     save_model,
     save_training_state,
     write_json,
@@ -45,6 +51,7 @@ from digitlab.ensemble import finished_member, member_config, members_of_rank
 from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.models import Ensemble, create_model
+from digitlab.resume import Resumed, should_resume
 from digitlab.runs import RunPaths
 
 
@@ -134,10 +141,13 @@ def train(
     on_step: Callable[[StepProgress], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_member: Callable[[int, int], None] | None = None,
+    on_resume: Callable[[Resumed], None] | None = None,
 ) -> RunResult:
     """Train `config` on `mnist` (one model, or `config.members` averaged), writing checkpoints
-    to `run_dir`; continue an interrupted run there if `resume`. `on_member(k, n)` is called
-    before member k of n starts training.
+    to `run_dir`; continue an interrupted run there if `resume`, or if torchrun restarted this
+    job and the run in `run_dir` is its own (a fresh start into a folder holding a run is
+    refused). `on_member(k, n)` is called before member k of n starts training, `on_resume`
+    when a run (or member) continues from its state.
 
     Inside `distributed.launched()` under torchrun, one model trains data-parallel on every
     process, and an ensemble's members are dealt round-robin to the processes; every process
@@ -145,14 +155,18 @@ def train(
     started = time.perf_counter()
     paths = RunPaths(Path(run_dir))
     session = distributed.current()
+    requested = resume
+    resume = _decided_by_main(lambda: should_resume(paths, config, requested=requested), session)
     if config.members == 1:
-        run = _train_model(config, mnist, paths, resume, session, on_step, on_epoch)
+        run = _train_model(config, mnist, paths, resume, session, on_step, on_epoch, on_resume)
         model, histories = run.final_model, [run.history]
         test_loss, test_accuracy = run.history[-1].test_loss, run.history[-1].test_accuracy
     else:
         if not resume and session.is_main:
             write_json(paths.config, config.to_dict())
-        _train_members(config, mnist, paths, resume, session, on_step, on_epoch, on_member)
+        _train_members(
+            config, mnist, paths, resume, session, on_step, on_epoch, on_member, on_resume
+        )
         members, histories = _finished_members(config, paths)
         model, test_loss, test_accuracy = _save_ensemble(config, members, mnist, paths, session)
     # Training is over and `model` is final: post-training steps belong here.
@@ -178,12 +192,15 @@ def _train_model(
     session: distributed.Session,
     on_step: Callable[[StepProgress], None] | None,
     on_epoch: Callable[[EpochStats], None] | None,
+    on_resume: Callable[[Resumed], None] | None,
 ) -> "_Training":
     """Train one model to its last epoch (or until Ctrl-C, which raises TrainingInterrupted),
     data-parallel over the session's processes."""
     run = _Training.start(config, mnist, paths, session)
     if resume:
-        run.restore()
+        resumed = run.restore()
+        if on_resume is not None:
+            on_resume(resumed)
     elif session.is_main:
         write_json(paths.config, config.to_dict())
     with _cpu_threads(config, session), _stop_requested_on_sigint() as stop_requested:
@@ -200,6 +217,23 @@ def _train_model(
     return run
 
 
+def _decided_by_main(decide: Callable[[], bool], session: distributed.Session) -> bool:
+    """Rank 0's answer (or error) on every rank: all start, resume or refuse together, as the
+    ranks of a job that disagree would wait for each other forever."""
+    if not session.is_distributed:
+        return decide()
+    answer: bool | DigitlabError | None = None
+    if session.is_main:
+        try:
+            answer = decide()
+        except DigitlabError as err:
+            answer = err
+    answer = distributed.broadcast_from_main(answer)
+    if isinstance(answer, DigitlabError):
+        raise answer
+    return bool(answer)
+
+
 def _train_members(
     config: TrainConfig,
     mnist: MNIST,
@@ -209,6 +243,7 @@ def _train_members(
     on_step: Callable[[StepProgress], None] | None,
     on_epoch: Callable[[EpochStats], None] | None,
     on_member: Callable[[int, int], None] | None,
+    on_resume: Callable[[Resumed], None] | None,
 ) -> None:
     """Train (or finish) this process's members of an ensemble, each alone in its folder,
     then wait for the other processes' members."""
@@ -227,6 +262,7 @@ def _train_members(
                 distributed.Session(),  # a member is trained by one process
                 on_step,
                 on_epoch,
+                on_resume,
             )
         except TrainingInterrupted as err:
             raise TrainingInterrupted(
@@ -288,6 +324,8 @@ class _Training:
     With `session.is_distributed` (torchrun, one model) every rank holds the same model wrapped
     in DistributedDataParallel, walks the same global batch order and trains on its share of
     each global batch; rank 0 evaluates and writes the checkpoints, the others wait for it.
+    Rank 0's clock alone says when a checkpoint is due inside an epoch, and the step's
+    all-reduce tells the others, so every rank saves after the same step.
     """
 
     config: TrainConfig
@@ -311,6 +349,8 @@ class _Training:
     history: list[EpochStats] = field(default_factory=list)
     epoch_started: float = 0.0
     order_state: torch.Tensor | None = None  # order_rng's state before this epoch's draw
+    resumed: list[dict[str, int]] = field(default_factory=list)  # Resumed.record()s, in order
+    saved_at: float = field(default_factory=time.monotonic)  # when the state was last saved
 
     @classmethod
     def start(
@@ -367,7 +407,9 @@ class _Training:
         self.epoch_started = time.perf_counter() - progress.seconds
         self.model.train()
         for batch in self.batches(order.to(self.device), start_batch=progress.step):
-            loss, correct, any_rank_stopping = self.train_step(batch, stop_requested.is_set())
+            loss, correct, any_rank_stopping, checkpoint = self.train_step(
+                batch, stop_requested.is_set(), self.checkpoint_due()
+            )
             progress.step += 1
             progress.loss_sum += loss * batch.size
             progress.correct += correct
@@ -380,9 +422,10 @@ class _Training:
             # Alone, a Ctrl-C that arrives during on_step still stops at this step; under DDP
             # every rank must stop at the same step, so the flags summed in it decide.
             stop = any_rank_stopping if self.session.is_distributed else stop_requested.is_set()
-            if stop and progress.step < self.steps_per_epoch:
+            if (stop or checkpoint) and progress.step < self.steps_per_epoch:  # else: epoch end
                 progress.seconds = time.perf_counter() - self.epoch_started
-                self.save()
+                self.save(epoch_end=False)
+            if stop and progress.step < self.steps_per_epoch:
                 raise TrainingInterrupted(
                     f"interrupted at epoch {progress.epoch + 1}, step {progress.step}; the run "
                     f"is saved. Continue it with: digitlab train --resume {self.paths.root}"
@@ -414,9 +457,19 @@ class _Training:
         """What is evaluated and saved: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def train_step(self, batch: "_Batch", stop_requested: bool) -> tuple[float, int, bool]:
+    def checkpoint_due(self) -> bool:
+        """Whether `config.checkpoint_every` minutes have passed since the last save, by this
+        process's clock: rank 0's decides for every rank (see `train_step`)."""
+        every = self.config.checkpoint_every
+        elapsed = time.monotonic() - self.saved_at
+        return self.session.is_main and every > 0 and elapsed >= every * 60
+
+    def train_step(
+        self, batch: "_Batch", stop_requested: bool, checkpoint_due: bool
+    ) -> tuple[float, int, bool, bool]:
         """One optimizer step on `batch`; returns the (global) batch's mean loss, its number of
-        right answers, and whether any process asked to stop after this step."""
+        right answers, whether any process asked to stop after this step and whether to save
+        the state after it (rank 0's `checkpoint_due`)."""
         x, y = batch.images, batch.labels
         if self.augment is not None:
             x = random_affine(
@@ -434,14 +487,17 @@ class _Training:
             # world_size / batch size makes that average the gradient of the global batch's
             # mean loss, however unevenly the batch was split.
             loss = loss_sum * (self.session.world_size / batch.size)
+            # The flags travel with the sums: one all-reduce per step, and one answer for all.
+            flags = torch.tensor([stop_requested, checkpoint_due], device=correct.device)
             totals = distributed.all_reduce_sum(
-                torch.stack([loss_sum.detach(), correct, torch.tensor(stop_requested)])
-                .to(torch.float64)
-            ).tolist()  # fmt: skip
-            loss_value, correct_count, stop = totals[0] / batch.size, int(totals[1]), totals[2] > 0
+                torch.cat([torch.stack([loss_sum.detach(), correct]), flags]).to(torch.float64)
+            ).tolist()
+            loss_value, correct_count = totals[0] / batch.size, int(totals[1])
+            stop, checkpoint = totals[2] > 0, totals[3] > 0
         else:
             loss = F.cross_entropy(log_probs, y, label_smoothing=self.config.label_smoothing)
-            loss_value, correct_count, stop = loss.item(), int(correct), stop_requested
+            loss_value, correct_count = loss.item(), int(correct)
+            stop, checkpoint = stop_requested, checkpoint_due
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"the training loss became {loss_value} at epoch {self.progress.epoch + 1}, "
@@ -455,7 +511,7 @@ class _Training:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss_value, correct_count, stop
+        return loss_value, correct_count, stop, checkpoint
 
     def stop_agreed(self, stop_requested: threading.Event) -> bool:
         """Whether to stop at an epoch's end: asked by any process (all must agree)."""
@@ -474,7 +530,7 @@ class _Training:
         self.history.append(stats)
         self.progress = _Progress(epoch=self.progress.epoch + 1)
         self.order_state = self.order_rng.get_state()
-        self.save()
+        self.save(epoch_end=True)
         return stats
 
     def evaluate_epoch(self) -> EpochStats:
@@ -502,15 +558,40 @@ class _Training:
         )
         return loss_and_accuracy(log_probs, labels)
 
-    def save(self) -> None:
-        """Write the checkpoint, the training state and the history (rank 0 only; the others
-        wait until it is on disk)."""
+    def save(self, *, epoch_end: bool) -> None:
+        """Save the training state (rank 0 only; the others wait until it is on disk). At an
+        epoch's end also the model and the history, which say what that epoch scored; inside
+        an epoch the state alone, as nothing there has been evaluated."""
         if self.session.is_main:
-            self.write_checkpoint()
+            self.write_state()
+            if epoch_end:
+                self.write_epoch_files()
         if self.session.is_distributed:
             distributed.barrier()
+        self.saved_at = time.monotonic()
 
-    def write_checkpoint(self) -> None:
+    def write_state(self) -> None:
+        """`train_state.pt`: everything a resumed run needs, and all it reads. Written before
+        the model, so a kill between the two leaves a state that is at least as new."""
+        save_training_state(
+            self.paths.train_state,
+            {
+                "config": self.config.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "progress": asdict(self.progress),
+                "history": [asdict(h) for h in self.history],
+                "resumed": self.resumed,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": torch.get_rng_state(),
+                "order_rng": self.order_state,
+                "augment_rng": self.augment_rng.get_state(),
+            },
+        )
+
+    def write_epoch_files(self) -> None:
+        """The checkpoint (`model.safetensors`) and `history.json` of the last finished epoch."""
         last = self.history[-1] if self.history else None
         metadata = checkpoint_metadata(
             self.config,
@@ -518,26 +599,24 @@ class _Training:
             _checkpoint_metrics(last),
             world_size=self.session.world_size,
             backend=self.session.backend,
+            resumed=self.resumed,
         )
         save_model(self.paths.model, self.final_model, metadata)
-        save_training_state(
-            self.paths.train_state,
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "progress": asdict(self.progress),
-                "history": [asdict(h) for h in self.history],
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "rng": torch.get_rng_state(),
-                "order_rng": self.order_state,
-                "augment_rng": self.augment_rng.get_state(),
-            },
-        )
         write_json(self.paths.history, [asdict(h) for h in self.history])
 
-    def restore(self) -> None:
+    def restore(self) -> Resumed:
+        """Continue from `train_state.pt`; refuses (CheckpointError, nothing written) a state
+        that is damaged, not a digitlab state, or another run's."""
         state = load_training_state(self.paths.train_state)
+        saved_config = state.get("config")  # absent from states written before it was saved
+        if isinstance(saved_config, dict):
+            differences = self.config.result_differences(TrainConfig.from_dict(saved_config))
+            if differences:
+                raise CheckpointError(
+                    f"{self.paths.train_state} is the state of another run (it differs in: "
+                    f"{', '.join(differences)}); resume the run it belongs to, or train afresh "
+                    "in another folder"
+                )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -550,10 +629,24 @@ class _Training:
             self.augment_rng.set_state(state["augment_rng"])
             self.progress = _Progress(**state["progress"])
             self.history = [EpochStats(**h) for h in state["history"]]
+            self.resumed = list(state.get("resumed", []))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             raise CheckpointError(
-                f"{self.paths.train_state} does not match this run: {err}"
+                f"{self.paths.train_state} does not match this run: {first_line}"
             ) from err
+        resumed = Resumed(
+            self.paths.root,
+            epoch=self.progress.epoch + 1,
+            step=self.progress.step,
+            torchrun_restart=distributed.restart_count(),
+        )
+        self.resumed.append(resumed.record())
+        if self.session.is_main:
+            remove_leftovers(self.paths.root)
+            if self.progress.step == 0:  # at an epoch's end: the model file may predate the state
+                self.write_epoch_files()
+        return resumed
 
 
 @dataclass(frozen=True)
@@ -667,7 +760,11 @@ def _epoch_order(n: int, shuffle: bool, generator: torch.Generator) -> torch.Ten
 @contextmanager
 def _stop_requested_on_sigint() -> Iterator[threading.Event]:
     """Turn the first Ctrl-C into a flag the loop checks after each step (so the optimizer
-    never stops half-way); a second Ctrl-C interrupts at once."""
+    never stops half-way); a second Ctrl-C interrupts at once.
+
+    SIGTERM keeps its default, ending the process at once: torchrun sends it to the ranks still
+    alive when one has died, before it restarts them all, and the restart resumes from the last
+    saved state. A handler that saved first would wait on the dead rank instead."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers can only be set from the main thread

@@ -7,6 +7,7 @@ digitlab train --resume runs/default-20261129-101500   # after Ctrl-C
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,11 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         processes = f" on {session.world_size} processes" if session.is_distributed else ""
         print(f"training {what} with recipe {config.recipe!r}{processes} → {run_dir}")
     resume = args.resume is not None
+    say_resumed = _say_resumed if session.is_main else None
     with TrainingDisplay(verbose, validation=config.validation > 0) as display:
-        result = train(config, mnist, run_dir, resume=resume, **display.callbacks())
+        result = train(
+            config, mnist, run_dir, resume=resume, on_resume=say_resumed, **display.callbacks()
+        )
     with distributed.main_process_first():  # the others wait for rank 0's report
         evaluation = write_run_report(run_dir, mnist) if session.is_main else None
     if evaluation is None:
@@ -95,6 +99,10 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         )
         print(next_commands(run_dir))
     return 0
+
+
+def _say_resumed(resumed: Any) -> None:
+    print(f"digitlab: {resumed}", file=sys.stderr)  # e.g. "resuming runs/x after epoch 2"
 
 
 def next_commands(run_dir: Path) -> str:

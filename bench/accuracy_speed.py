@@ -46,7 +46,7 @@ from digitlab.data import MNIST, iterate_batches, load_mnist, to_float
 from digitlab.evaluate import predict_log_probs
 from digitlab.export import OnnxModel, onnx_bytes
 from digitlab.models import MNIST_MEAN, MNIST_STD, count_parameters
-from digitlab.train import train
+from digitlab.training import train
 
 TARGETS = (0.985, 0.990, 0.995)
 EXAMPLES_TARGET = 0.990  # pytorch/examples is run until it reaches this

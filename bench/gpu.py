@@ -27,7 +27,7 @@ import torch
 
 from digitlab.config import make_config
 from digitlab.data import MNIST, load_mnist
-from digitlab.train import EpochStats, train
+from digitlab.training import EpochStats, train
 
 TARGETS = (0.990, 0.995)
 

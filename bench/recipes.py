@@ -49,7 +49,7 @@ def run_recipe(recipe: str, seed: int | None) -> dict:
 def child(recipe: str, out: str, seed: int | None) -> None:
     from digitlab.config import make_config
     from digitlab.data import load_mnist
-    from digitlab.train import train
+    from digitlab.training import train
 
     started = time.perf_counter()
     mnist = load_mnist()

@@ -60,7 +60,7 @@ def trained_run(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, the server, the browser); tests must not modify it.
     """
     from digitlab.config import make_config
-    from digitlab.train import train
+    from digitlab.training import train
 
     if os.environ.get(REUSE_TRAINED_RUN):  # a busy machine: reuse a finished default run
         return Path(os.environ[REUSE_TRAINED_RUN])

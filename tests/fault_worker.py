@@ -23,7 +23,6 @@ Python cleanup runs. The points are found by wrapping digitlab's own functions h
 has no test hooks.
 """
 
-import importlib
 import json
 import os
 import signal
@@ -34,10 +33,7 @@ from typing import Any
 from digitlab import checkpoint, distributed
 from digitlab.cli import main as digitlab
 from digitlab.runs import RunPaths
-
-# The module, not `digitlab.train` (which the package exports as the function).
-train_module = importlib.import_module("digitlab.train")
-Training = train_module._Training
+from digitlab.training.loop import Training
 
 
 def die() -> None:

@@ -19,7 +19,7 @@ def test_every_exported_name_resolves_and_is_documented(name):
 
 def test_api_names_stay_functions_after_their_modules_are_imported():
     from digitlab.evaluate import Evaluation  # noqa: F401  (binds the submodules on the package)
-    from digitlab.train import RunResult  # noqa: F401
+    from digitlab.training import RunResult  # noqa: F401
 
     assert digitlab.train.__name__ == "train" and callable(digitlab.train)
     assert digitlab.evaluate.__module__ == "digitlab.evaluate" and callable(digitlab.evaluate)

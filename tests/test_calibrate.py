@@ -21,7 +21,7 @@ from digitlab.data import split_validation, to_float
 from digitlab.evaluate import predict_log_probs
 from digitlab.predict import Predictor
 from digitlab.runs import RunPaths
-from digitlab.train import train
+from digitlab.training import train
 
 ECE_TARGET = 0.01  # issue 9: test-set ECE <= 1% after calibration
 

@@ -22,7 +22,7 @@ from digitlab.checkpoint import read_model_file
 from digitlab.config import make_config
 from digitlab.models import create_model
 from digitlab.runs import RunPaths
-from digitlab.train import train
+from digitlab.training import train
 
 WORKER = Path(__file__).with_name("torchrun_worker.py")
 FAULT_WORKER = Path(__file__).with_name("fault_worker.py")

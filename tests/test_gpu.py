@@ -6,7 +6,7 @@ import torch
 from digitlab.checkpoint import load_model
 from digitlab.config import make_config
 from digitlab.runs import RunPaths
-from digitlab.train import train
+from digitlab.training import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -23,7 +23,7 @@ from digitlab.cli import main
 from digitlab.config import make_config
 from digitlab.errors import CheckpointError
 from digitlab.runs import RunPaths
-from digitlab.train import TrainingInterrupted, train
+from digitlab.training import TrainingInterrupted, train
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 

@@ -1,6 +1,5 @@
 """Training: reproducibility, bitwise resume after Ctrl-C, the seed recipe, failure modes."""
 
-import importlib
 import os
 import signal
 from dataclasses import asdict, replace
@@ -14,11 +13,12 @@ from torch import nn
 from digitlab.checkpoint import load_model, load_training_state, read_model_file
 from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
-from digitlab.ensemble import member_config
+from digitlab.training.ensemble import member_config
 from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
-from digitlab.train import NonFiniteLossError, TrainingInterrupted, load_run_config, train
+from digitlab.training.loop import Training
+from digitlab.training import NonFiniteLossError, TrainingInterrupted, load_run_config, train
 
 # Small enough to train in about a second, large enough to span several batches per epoch.
 QUICK = {"subset": 1200, "batch_size": 100, "epochs": 2, "threads": 2}
@@ -170,10 +170,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
     config = make_config("default", **QUICK)
     result_model = None
 
-    # The module, not `digitlab.train` (which the package exports as the function).
-    train_module = importlib.import_module("digitlab.train")
-
-    original_start = train_module._Training.start
+    original_start = Training.start
 
     def start(*args, **kwargs):
         nonlocal result_model
@@ -181,12 +178,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist, tmp_path):
         result_model = run.model
         return run
 
-    train_module._Training.start = start  # type: ignore[method-assign]
+    Training.start = start  # type: ignore[method-assign]
     try:
         with pytest.raises(NonFiniteLossError, match="epoch 2, step 1.*last good checkpoint"):
             train(config, mnist, tmp_path, on_epoch=poison)
     finally:
-        train_module._Training.start = original_start  # type: ignore[method-assign]
+        Training.start = original_start  # type: ignore[method-assign]
     tensors, metadata = read_model_file(RunPaths(tmp_path).model)
     assert metadata["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())

@@ -13,7 +13,7 @@ from pathlib import Path
 from digitlab import distributed
 from digitlab.config import TrainConfig
 from digitlab.data import load_mnist
-from digitlab.train import train
+from digitlab.training import train
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ _API: dict[str, tuple[str, str]] = {
     "make_config": ("digitlab.config", "make_config"),
     "list_recipes": ("digitlab.config", "list_recipes"),
     "list_models": ("digitlab.models", "list_models"),
-    "train": ("digitlab.train", "train"),
+    "train": ("digitlab.training", "train"),
     "evaluate": ("digitlab.evaluate", "evaluate"),
     "write_run_report": ("digitlab.report", "write_run_report"),
     "load_model": ("digitlab.checkpoint", "load_model"),
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from digitlab.read import read_image, read_paths
     from digitlab.report import write_run_report
     from digitlab.runs import default_checkpoint
-    from digitlab.train import train
+    from digitlab.training import train
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,11 @@ def _setting(default: Any, help: str, **checks: Any) -> Any:
 class TrainConfig:
     recipe: str = _setting("default", "the named recipe these settings start from")
     model: str = _setting("lenet", "network from the registry (see `digitlab models`)")
-    epochs: int = _setting(5, "passes over the training images", positive=True)
+    epochs: int = _setting(
+        5,
+        "passes over the training images (number readers: epochs of --epoch-size numbers)",
+        positive=True,
+    )
     batch_size: int = _setting(10, "training images per optimizer step", positive=True)
     lr: float = _setting(0.02, "learning rate; the peak of a onecycle schedule", positive=True)
     optimizer: str = _setting("adam", "how the weights are updated", choices=OPTIMIZERS)
@@ -90,6 +94,18 @@ class TrainConfig:
         "ends), so a kill costs minutes of a long epoch, not all of it; results unchanged",
         metavar="MINUTES",
     )
+    epoch_size: int = _setting(
+        80_000,
+        "number readers: numbers generated per epoch (classifiers pass over the images)",
+        positive=True,
+        metavar="N",
+    )
+    loaders: int | None = _setting(
+        None,
+        "number readers: processes generating numbers while training runs (unset: the cores "
+        "beyond the first, at least 1; 0: in the training process itself)",
+        metavar="N",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +124,7 @@ class TrainConfig:
 
 # Settings that do not change the trained weights (how fast, where, how often to save), so a
 # run may continue with other values: on another machine, or with more threads.
-RESULT_NEUTRAL = frozenset({"threads", "device", "eval_batch_size", "checkpoint_every"})
+RESULT_NEUTRAL = frozenset({"threads", "device", "eval_batch_size", "checkpoint_every", "loaders"})
 
 # Every recipe but `seed` holds out this many training images (the same ones for every run):
 # never trained on, they fit the temperature that calibrates the probabilities and set the
@@ -148,6 +164,14 @@ RECIPES: dict[str, TrainConfig] = {
     "best": BEST,
     # Five `best` models (seeds 0-4), their probabilities averaged.
     "ensemble": replace(BEST, recipe="ensemble", members=5),
+    # The number reader: a CRNN read out with CTC (digitlab.reader), trained on numbers made
+    # on the fly from the training digits and the training fonts (digitlab.synth.reader_data);
+    # calibrated on numbers made of the 5,000 held-out digits.
+    "reader": TrainConfig(
+        recipe="reader", model="crnn", epochs=12, batch_size=32, lr=0.002,
+        optimizer="adamw", schedule="onecycle", weight_decay=1e-4, seed=0,
+        validation=HELD_OUT, epoch_size=80_000,
+    ),
 }  # fmt: skip
 
 RECIPE_NOTES = {
@@ -157,6 +181,8 @@ RECIPE_NOTES = {
     "best": "vggbn (VGG-style BatchNorm CNN), batch 128, Adam one-cycle to lr 0.01, 20 epochs, "
     "random rotation/zoom/shift, label smoothing 0.1",
     "ensemble": "five best models (seeds 0-4) averaged",
+    "reader": "crnn number reader, CTC on generated numbers (MNIST training digits, training "
+    "fonts), batch 32, AdamW one-cycle to lr 0.002, 12 epochs of 80,000 numbers",
 }
 
 
@@ -208,8 +234,27 @@ def validate(config: TrainConfig) -> TrainConfig:
          "positive number of minutes"),
         (config.device in ("auto", "cpu") or config.device.startswith("cuda"),
          f"unknown device {config.device!r}; use auto, cpu or cuda[:N]"),
+        (config.loaders is None or config.loaders >= 0, "loaders must be 0 or more"),
+        *_reader_checks(config),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
     return config
+
+
+def _reader_checks(config: TrainConfig) -> list[tuple[bool, str]]:
+    """A number reader trains alone on generated numbers: settings that only mean something
+    for digit images are refused rather than ignored."""
+    from digitlab.models import list_models
+
+    if config.model not in list_models("numbers"):
+        return []
+    what = f"model {config.model!r} reads numbers"
+    return [
+        (config.members == 1, f"{what}; ensembles (--members) are for digit classifiers"),
+        (not (config.rotation or config.scale or config.translate),
+         f"{what}; its training numbers are varied as they are made, without --rotation, "
+         "--scale or --translate"),
+        (config.label_smoothing == 0, f"{what}; --label-smoothing is for classifiers"),
+    ]  # fmt: skip

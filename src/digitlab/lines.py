@@ -66,9 +66,9 @@ class NumberImage:
         x1 = min(self.ink.shape[1], math.ceil((last + 1) * self.x_scale))
         rows = np.flatnonzero((self.ink[:, x0:x1] >= STROKE_LEVEL).any(axis=1))
         y0, y1 = (rows[0], rows[-1] + 1) if rows.size else (0, self.ink.shape[0])
-        corners = np.array(
-            [[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64
-        ) + np.array(self.origin)
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) + np.array(
+            self.origin
+        )
         mapped = corners @ self.rotation[:, :2].T + self.rotation[:, 2]
         left, top = mapped.min(axis=0)
         right, bottom = mapped.max(axis=0)
@@ -121,7 +121,9 @@ def _without_printed_lines(mask: np.ndarray, text_height: float) -> np.ndarray:
 
 
 def _without_specks(mask: np.ndarray, text_height: float) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_AREA * text_height**2)
     keep[0] = False
     return keep[labels]

@@ -25,8 +25,14 @@ from PIL import Image
 
 from digitlab.errors import DigitlabError
 from digitlab.lines import NumberImage, find_numbers
-from digitlab.reader import CRNN, batch_lines, greedy_decode, padded_width
-from digitlab.reader import scale_log_probs, string_log_probability
+from digitlab.reader import (
+    CRNN,
+    batch_lines,
+    greedy_decode,
+    padded_width,
+    scale_log_probs,
+    string_log_probability,
+)
 
 # Reading looks at pictures in more detail than one digit needs: lines of small digits on a
 # page must keep a few pixels of height each after the picture is reduced.
@@ -269,7 +275,8 @@ def load_number_reader(
         state = {
             name[len(prefix) :]: f.get_tensor(name)
             for name in f.keys()  # noqa: SIM118 (not a dict)
-            if name.startswith(prefix) and (not own or "." in name and not name.startswith("rejector."))
+            if name.startswith(prefix)
+            and (not own or "." in name and not name.startswith("rejector."))
         }
     if not state:
         raise CheckpointError(f"{path} holds no number reader")

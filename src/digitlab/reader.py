@@ -108,7 +108,8 @@ def greedy_decode(log_probs: torch.Tensor) -> list[DecodedDigit]:
     probabilities, best = log_probs.exp().max(dim=1)
     digits: list[DecodedDigit] = []
     previous = BLANK
-    for frame, (symbol, probability) in enumerate(zip(best.tolist(), probabilities.tolist())):
+    frames = zip(best.tolist(), probabilities.tolist(), strict=True)
+    for frame, (symbol, probability) in enumerate(frames):
         if symbol != BLANK and symbol == previous:
             last = digits[-1]
             digits[-1] = DecodedDigit(

@@ -38,10 +38,17 @@ PLOT_CAPTIONS = {
 def write_run_report(
     run_dir: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
 ) -> Evaluation:
-    """Evaluate the run's checkpoint on the test set; write metrics.json, plots/ and report.md."""
+    """Evaluate the run's checkpoint on the test set; write metrics.json, plots/ and report.md.
+    A number reader's run is scored on pictures of numbers instead (`reading_report`)."""
     from digitlab.calibrate import evaluate_checkpoint
+    from digitlab.checkpoint import read_model_file
+    from digitlab.models import task_of
 
     paths = RunPaths(Path(run_dir))
+    if task_of(read_model_file(paths.model)[1]["model"]) == "numbers":
+        from digitlab.reading_report import write_reader_report
+
+        return write_reader_report(paths.root, mnist, device=device)  # type: ignore[return-value]
     evaluation, model, metadata = evaluate_checkpoint(paths.model, mnist, device=device)
     metrics = {
         **evaluation.to_dict(),

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DigitlabError as err:
         from digitlab.distributed import is_main_process
-        from digitlab.train import TrainingInterrupted
+        from digitlab.training import TrainingInterrupted
 
         interrupted = isinstance(err, TrainingInterrupted)
         if is_main_process() or not interrupted:  # under torchrun, say it once

@@ -14,6 +14,8 @@ from digitlab.synth.fonts import crop_to_ink, type_text
 from digitlab.synth.nondigits import CANVAS, DOODLES, LETTERS
 from digitlab.synth.numbers import DIGIT_HEIGHT
 
+KINDS_OF_DOODLE = list(dict.fromkeys(DOODLES))
+
 
 def word(fonts: Sequence[str], rng: np.random.Generator) -> np.ndarray:
     """1-8 letters none of which looks like a digit (no O, l, S, Z ...), typed in one font."""
@@ -31,7 +33,8 @@ def doodles(rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(1, 5))):
         image = Image.new("L", (CANVAS, CANVAS), 0)
         width = int(rng.integers(4, 14))
-        DOODLES[int(rng.integers(len(DOODLES)))](ImageDraw.Draw(image), rng, width)
+        # Each kind of doodle as often (the detector's list weighs tangles up for its needs).
+        KINDS_OF_DOODLE[int(rng.integers(len(KINDS_OF_DOODLE)))](ImageDraw.Draw(image), rng, width)
         mark = crop_to_ink(np.asarray(image, np.float32) / 255.0)
         height = DIGIT_HEIGHT * rng.uniform(0.7, 1.6)
         marks.append(_resized(mark, height / mark.shape[0]))
@@ -80,9 +83,7 @@ def with_printed_lines(line: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return sheet
 
 
-def comb_field(
-    glyphs: Sequence[np.ndarray], cells: int, rng: np.random.Generator
-) -> np.ndarray:
+def comb_field(glyphs: Sequence[np.ndarray], cells: int, rng: np.random.Generator) -> np.ndarray:
     """Digits written one per cell of a printed comb field of `cells` cells (at least one per
     digit; spare cells stay empty): boxes, or a base line with ticks between cells."""
     cell_h = round(DIGIT_HEIGHT * rng.uniform(1.2, 1.6))
@@ -126,7 +127,9 @@ def _vline(sheet: np.ndarray, x: int, y0: int, y1: int, thick: int, strength: fl
     np.maximum(region, strength, out=region)
 
 
-def _rectangle(sheet: np.ndarray, x0: int, y0: int, x1: int, y1: int, thick: int, strength: float) -> None:
+def _rectangle(
+    sheet: np.ndarray, x0: int, y0: int, x1: int, y1: int, thick: int, strength: float
+) -> None:
     _hline(sheet, y0, x0, x1, thick, strength)
     _hline(sheet, y1 - thick, x0, x1, thick, strength)
     _vline(sheet, x0, y0, y1, thick, strength)

@@ -32,13 +32,17 @@ FONT_FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "dancingscript": ("opentype/dancingscript/DancingScript-Regular.otf",
                       "opentype/dancingscript/DancingScript-Bold.otf"),
-    "dkg": tuple(f"truetype/fifthhorseman/{name}.ttf" for name in ("dkg", "dkgBd", "dkgIt", "dkgBI")),
+    "dkg": tuple(
+        f"truetype/fifthhorseman/{name}.ttf" for name in ("dkg", "dkgBd", "dkgIt", "dkgBI")
+    ),
     "ecolier-court": ("truetype/ecolier-court/Ecolier-court.ttf",),
     "femkeklaver": ("truetype/femkeklaver/femkeklaver.ttf",),
     "havana": ("opentype/havana/Havana-Regular.otf",),
     "humor-sans": ("truetype/humor-sans/Humor-Sans.ttf",),
     "kaushanscript": ("opentype/kaushanscript/KaushanScript-Regular.otf",),
-    "kiloji": tuple(f"truetype/kiloji/{name}.ttf" for name in ("kiloji", "kiloji_b", "kiloji_d", "kiloji_p")),
+    "kiloji": tuple(
+        f"truetype/kiloji/{name}.ttf" for name in ("kiloji", "kiloji_b", "kiloji_d", "kiloji_p")
+    ),
     "klee": ("truetype/klee/KleeOne-Regular.ttf", "truetype/klee/KleeOne-SemiBold.ttf"),
     "kristi": ("truetype/kristi/Kristi.ttf",),
     "leckerli-one": ("truetype/leckerli-one/LeckerliOne-Regular.ttf",),

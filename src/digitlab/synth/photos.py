@@ -149,7 +149,9 @@ def _lighting(shape: tuple[int, ...], style: WildStyle) -> np.ndarray:
     """Light falling off linearly across the sheet in the direction of `light_angle`."""
     ys = np.arange(shape[0], dtype=np.float32)[:, None]
     xs = np.arange(shape[1], dtype=np.float32)[None, :]
-    along = xs * np.float32(math.cos(style.light_angle)) + ys * np.float32(math.sin(style.light_angle))
+    along = xs * np.float32(math.cos(style.light_angle)) + ys * np.float32(
+        math.sin(style.light_angle)
+    )
     ramp = (along - along.min()) / max(float(np.ptp(along)), 1.0)
     return 1.0 - np.float32(style.shading) * ramp
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 MAX_DIGITS = 10
-NEGATIVE_SHARE = 0.1
+NEGATIVE_SHARE = 0.15
 FONT_SHARE = 0.2  # of the numbers; the rest are MNIST digits
 FORM_SHARE = 0.15  # of the numbers: on printed lines or in a comb field
 PHOTO_SHARE = 0.6  # drawn as a photo; the rest as a clean scan (ink straight to the reader)
@@ -95,7 +95,9 @@ def _number(source: ReaderSource, rng: np.random.Generator) -> tuple[np.ndarray,
         if comb:
             glyphs = [numbers.write_digits([source.digits[i]], [], rng, hand) for i in chosen]
             return clutter.comb_field(glyphs, length + int(rng.integers(0, 3)), rng), text
-        line = numbers.write_digits([source.digits[i] for i in chosen], _gaps(length, rng), rng, hand)
+        line = numbers.write_digits(
+            [source.digits[i] for i in chosen], _gaps(length, rng), rng, hand
+        )
     return (clutter.with_printed_lines(line, rng) if on_form else line), text
 
 

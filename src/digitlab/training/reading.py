@@ -15,6 +15,7 @@ Each epoch is scored on
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,8 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from digitlab import distributed
 from digitlab.reader import FRAME_WIDTH, batch_lines, greedy_decode
 from digitlab.synth.reader_data import ReaderSource, sample
+from digitlab.training.loop import Scores
+from digitlab.training.setup import mixed_precision
+
+if TYPE_CHECKING:
+    from digitlab.config import TrainConfig
+    from digitlab.data import MNIST
 
 VAL_SAMPLES = 1000
 VAL_SEED = 1_000_003  # not a training seed: runs use small seeds
@@ -150,28 +158,34 @@ class TestPictures:
         from digitlab.read import find_lines
         from digitlab.synth.pictures import make_pictures
 
-        self.found, self.texts = [], []
+        self.found: list[Any] = []
+        self.texts: list[str] = []
+        lines: list[np.ndarray] = []
+        line_texts: list[str] = []
         for kind in TEST_KINDS:
             for picture, text in make_pictures(
                 test_images, test_labels, kind, TEST_PER_KIND, TEST_SEED
             ):
-                self.found.append(find_lines(picture))
+                found = find_lines(picture)
+                self.found.append(found)
                 self.texts.append(text)
+                one_number = text.isdigit() and not isinstance(found, str)
+                if one_number and len(found.numbers) == 1:  # found as one: a scored line
+                    lines.append(found.numbers[0].pixels)
+                    line_texts.append(text)
+        self.lines = LineSet(lines, line_texts)
 
-    def accuracy(self, model: nn.Module, device: torch.device) -> float:
-        """The share of pictures whose whole text `model` reads right, as `digitlab read` would
-        (no temperature or threshold yet: those are fitted after training)."""
+    def scores(self, model: nn.Module, device: torch.device) -> tuple[float, float]:
+        """The CTC loss of the pictures holding one number, and the share of all pictures
+        whose whole text `model` reads right, as `digitlab read` would (no temperature or
+        threshold yet: those are fitted after training)."""
         from digitlab.read import NumberReader
 
-        reader = NumberReader(model, device=device)
-        readings = reader.read_found(self.found)
+        loss, _ = score_lines(model, self.lines, device)
+        readings = NumberReader(model, device=device).read_found(self.found)
         right = sum((r.text or "") == t for r, t in zip(readings, self.texts, strict=True))
         model.train()
-        return right / max(1, len(self.texts))
-
-
-def steps_per_epoch(epoch_size: int, batch_size: int) -> int:
-    return math.ceil(epoch_size / batch_size)
+        return loss, right / max(1, len(self.texts))
 
 
 # Refuse a number ("not a number") below the confidence that this share of the held-out
@@ -246,3 +260,105 @@ def _ece(confidences: list[tuple[float, str]], texts: list[str]) -> float:
         if inside.any():
             total += inside.mean() * abs(p[inside].mean() - right[inside].mean())
     return float(total)
+
+
+CALIBRATION_SAMPLES = 2000
+CALIBRATION_SEED = 1_000_033
+
+
+def reader_calibration(
+    config: "TrainConfig", mnist: "MNIST", model: nn.Module, device: torch.device
+) -> dict[str, Any]:
+    """A finished reader's metadata entry "reader": the temperature and the "not a number"
+    threshold fitted on numbers made of the run's held-out training digits, or why none."""
+    from digitlab.synth.reader_data import reader_sources
+
+    entry: dict[str, Any] = {"model": config.model}
+    if not config.validation:
+        return entry | {
+            "temperature": None,
+            "threshold": None,
+            "reason": "nothing was held out of training to calibrate on; train with "
+            "--validation 5000",
+        }
+    _, held_out = reader_sources(
+        mnist.train_images[: config.subset], mnist.train_labels[: config.subset], config.validation
+    )
+    lines = LineSet.generated(held_out, CALIBRATION_SAMPLES, CALIBRATION_SEED)
+    return entry | calibrate_reader(model, lines, device)
+
+
+class ReaderTask:
+    """A number reader's run: batches from the generated stream, CTC, whole-string scores."""
+
+    clip_norm = 5.0  # CTC's gradient spikes on a few hard samples early on
+
+    def __init__(
+        self,
+        config: "TrainConfig",
+        mnist: "MNIST",
+        device: torch.device,
+        session: distributed.Session,
+    ) -> None:
+        from digitlab.synth.reader_data import reader_sources
+
+        self.config, self.mnist, self.device, self.session = config, mnist, device, session
+        self.source, held_out = reader_sources(
+            mnist.train_images[: config.subset], mnist.train_labels[: config.subset],
+            config.validation,
+        )  # fmt: skip
+        self.steps_per_epoch = math.ceil(config.epoch_size / config.batch_size)
+        self.epoch = 0
+        self.val = LineSet.generated(held_out, VAL_SAMPLES, VAL_SEED) if config.validation else None
+        self.tests: TestPictures | None = None  # made when first needed (rank 0 only)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def end_epoch(self) -> None:
+        pass
+
+    def batches(self, start_step: int) -> Iterator[LineBatch]:
+        first = self.epoch * self.steps_per_epoch + start_step  # global step: the stream's place
+        rows = distributed.share_of_batch(self.config.batch_size, self.session)
+        return line_batches(
+            self.source, seed=self.config.seed, batch_size=self.config.batch_size,
+            first_step=first, rows=rows, loaders=loader_processes(self.config, self.session),
+        )  # fmt: skip
+
+    def losses(
+        self, model: nn.Module, batch: LineBatch, distributed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the loss to minimise: the global batch's mean per-number NLL, this process's
+        summed NLL, its strings read right)."""
+        images, widths = batch.images.to(self.device), batch.widths.to(self.device)
+        with mixed_precision(self.device):
+            log_probs = model(images, widths)
+        log_probs = log_probs.float().cpu()  # CTC and decoding on the CPU (small, sequential)
+        loss_sum = ctc_loss_sum(log_probs, batch.widths, batch.texts)
+        correct = torch.tensor(strings_right(log_probs, batch.texts))
+        scale = (self.session.world_size if distributed else 1) / batch.size
+        return loss_sum * scale, loss_sum, correct
+
+    def evaluate(self, model: nn.Module) -> Scores:
+        if self.tests is None:
+            self.tests = TestPictures(self.mnist.test_images, self.mnist.test_labels)
+        test_loss, test_accuracy = self.tests.scores(model, self.device)
+        if self.val is None:
+            return Scores(test_loss, test_accuracy)
+        val_loss, val_accuracy = score_lines(model, self.val, self.device)
+        return Scores(test_loss, test_accuracy, val_loss, val_accuracy)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # sample k is drawn from (seed, k) alone: the place in the run is enough
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def loader_processes(config: "TrainConfig", session: distributed.Session) -> int:
+    """Processes generating numbers: the config's, or every core this rank has beyond the
+    one training (at least one, so that generating never waits on training)."""
+    if config.loaders is not None:
+        return config.loaders
+    return max(1, distributed.threads_per_rank(session) - 1)

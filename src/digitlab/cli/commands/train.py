@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from digitlab import distributed
     from digitlab.config import make_config
     from digitlab.errors import ConfigError
-    from digitlab.train import load_run_config
+    from digitlab.training import load_run_config
 
     overrides = options.training_overrides(args)
     if args.resume is not None:
@@ -61,7 +61,7 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
     from digitlab.models import model_label
     from digitlab.report import write_run_report
     from digitlab.runs import new_run_dir
-    from digitlab.train import train
+    from digitlab.training import train
 
     run_dir = args.resume or distributed.broadcast_from_main(
         args.out or new_run_dir(config.recipe)  # rank 0's choice: the names hold a time
@@ -92,12 +92,18 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
+        from digitlab.models import task_of
+
+        reader = task_of(config.model) == "numbers"
         averaged = f", {config.members} models averaged" if config.members > 1 else ""
+        score = f"test accuracy {evaluation.accuracy:.2%}"
+        if reader:  # scored on pictures of numbers, whole texts right
+            score = f"{evaluation.accuracy:.1%} of {evaluation.pictures} test pictures read right"
         print(
-            f"test accuracy {evaluation.accuracy:.2%} after {summary['epochs']} epochs"
-            f"{averaged}, in {summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
+            f"{score} after {summary['epochs']} epochs{averaged}, in "
+            f"{summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"
         )
-        print(next_commands(run_dir))
+        print(next_commands(run_dir, reader=reader))
     return 0
 
 
@@ -105,12 +111,17 @@ def _say_resumed(resumed: Any) -> None:
     print(f"digitlab: {resumed}", file=sys.stderr)  # e.g. "resuming runs/x after epoch 2"
 
 
-def next_commands(run_dir: Path) -> str:
+def next_commands(run_dir: Path, *, reader: bool = False) -> str:
     """What to try with a model just trained (`make run` ends with this)."""
     from digitlab.runs import RunPaths, default_checkpoint
 
     is_default = default_checkpoint().resolve() == RunPaths(run_dir).model.resolve()
     checkpoint = "" if is_default else f" --checkpoint {run_dir}"
+    if reader:
+        return (
+            f"next, try:\n  digitlab read number.jpg --checkpoint {run_dir}"
+            "  # the numbers in a photo or scan of your own"
+        )
     commands = [
         (f"digitlab predict --index 100{checkpoint}", "a test digit, drawn in the terminal"),
         (f"digitlab predict my-digit.jpg{checkpoint}", "a photo or scan of your own"),

@@ -3,6 +3,7 @@
     python scripts/make_pretrained.py           # train it, check it, write it into the package
     python scripts/make_pretrained.py --check   # train it again and compare with the packaged one
     python scripts/make_pretrained.py --embed-rejector  # only put in the current detector
+    python scripts/make_pretrained.py --embed-reader RUN  # put in a reader run of READER_COMMAND
 
 It runs one `digitlab train` command (COMMAND below, with `--out` added) on real MNIST
 ($DIGITLAB_DATA or --data-dir), refuses a model under MIN_TEST_ACCURACY, and copies the run's
@@ -41,6 +42,9 @@ COMMAND = (
 )
 MIN_TEST_ACCURACY = 0.993
 SCRIPT = "scripts/make_pretrained.py"
+# The number reader it carries (tensors `reader.*`): hours of training, so it is trained apart
+# and embedded with --embed-reader, which checks that the run was made by this command.
+READER_COMMAND = "digitlab train --recipe reader --threads 1"
 
 
 def train(out_dir: Path, data_dir: Path | None = None) -> Path:
@@ -91,6 +95,55 @@ def embed_packaged_rejector(data_dir: Path | None = None) -> int:
     return 0 if same else 1
 
 
+def _carried_reader(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The reader tensors (without their prefix) and metadata a checkpoint carries, if any."""
+    from safetensors.torch import load_file
+
+    _, metadata = read_model_file(path)
+    tensors = {
+        k[len("reader.") :]: v for k, v in load_file(str(path)).items() if k.startswith("reader.")
+    }
+    return (tensors, metadata["reader"]) if tensors and "reader" in metadata else None
+
+
+def embed_reader(run_dir: Path) -> int:
+    """Put a reader run's weights and calibration into the packaged model, after checking the
+    run is READER_COMMAND's, finished and calibrated; the classifier must not change."""
+    from digitlab.checkpoint import embed_tensors
+    from digitlab.config import TrainConfig, make_config
+    from digitlab.runs import RunPaths
+
+    checkpoint = RunPaths(run_dir).model
+    tensors, metadata = read_model_file(checkpoint)
+    made_with = TrainConfig.from_dict(metadata["config"])
+    differences = make_config("reader").result_differences(made_with)
+    problems = [
+        f"its settings differ from `{READER_COMMAND}` in {', '.join(differences)}"
+        if differences
+        else "",
+        "" if metadata.get("complete") else "it did not finish training",
+        "" if (metadata.get("reader") or {}).get("temperature") else "it is not calibrated",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        print(f"not embedded: {run_dir}: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    before, _ = read_model_file(PACKAGED_MODEL)
+    entry = metadata["reader"] | {
+        "config": metadata["config"],
+        "metrics": metadata.get("metrics", {}),
+        "source": {"command": READER_COMMAND, "script": f"{SCRIPT} --embed-reader"},
+    }
+    embed_tensors(PACKAGED_MODEL, "reader.", tensors, "reader", entry)
+    after, _ = read_model_file(PACKAGED_MODEL)
+    same = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    print(
+        f"reader embedded from {run_dir}; classifier "
+        + ("unchanged, bit for bit" if same else "CHANGED")
+    )
+    return 0 if same else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, don't write")
@@ -100,7 +153,15 @@ def main() -> int:
         action="store_true",
         help="only replace the packaged model's detector with pretrained/rejector.safetensors",
     )
+    parser.add_argument(
+        "--embed-reader",
+        type=Path,
+        metavar="RUN",
+        help=f"only put the number reader of RUN (made by `{READER_COMMAND}`) into the package",
+    )
     args = parser.parse_args()
+    if args.embed_reader:
+        return embed_reader(args.embed_reader)
     if args.embed_rejector:
         return embed_packaged_rejector(args.data_dir)
     with tempfile.TemporaryDirectory(prefix="digitlab-pretrained-") as tmp:
@@ -118,7 +179,12 @@ def main() -> int:
         if accuracy < MIN_TEST_ACCURACY:
             print(f"not written: below {MIN_TEST_ACCURACY:.1%}", file=sys.stderr)
             return 1
+        reader = _carried_reader(PACKAGED_MODEL)
         shutil.copyfile(checkpoint, PACKAGED_MODEL)
+        if reader is not None:  # the new classifier carries the reader the old one did
+            from digitlab.checkpoint import embed_tensors
+
+            embed_tensors(PACKAGED_MODEL, "reader.", reader[0], "reader", reader[1])
         print(f"wrote {PACKAGED_MODEL} ({PACKAGED_MODEL.stat().st_size:,} bytes)")
     return 0
 

@@ -1,7 +1,6 @@
 """`digitlab.reader`: the CRNN's shapes, CTC decoding, string probabilities; the training data."""
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +27,9 @@ def frames_for(symbols: list[int], confidence: float = 0.9) -> torch.Tensor:
 
 def test_greedy_decoding_merges_repeats_and_keeps_them_across_a_blank():
     one, zero, seven = 2, 1, 8  # digit d is symbol d + 1
-    assert [d.digit for d in greedy_decode(frames_for([one, one, BLANK, one, zero, BLANK, zero]))] == [1, 1, 0, 0]
+    assert [
+        d.digit for d in greedy_decode(frames_for([one, one, BLANK, one, zero, BLANK, zero]))
+    ] == [1, 1, 0, 0]
     sevens = [seven, BLANK, seven, seven, BLANK, seven, BLANK, BLANK, seven]
     decoded = greedy_decode(frames_for(sevens))
     assert [d.digit for d in decoded] == [7, 7, 7, 7]

@@ -37,7 +37,7 @@ def test_the_source_holds_training_digits_only_less_the_held_out(mnist, source):
     from digitlab.data import split_validation
 
     _, (held_out, _) = split_validation(mnist.train_images, mnist.train_labels, 5000)
-    source_rows = {row.tobytes() for row in source.digits[:: 1]}
+    source_rows = {row.tobytes() for row in source.digits[::1]}
     assert not any(image.numpy().tobytes() in source_rows for image in held_out[:500])
 
 

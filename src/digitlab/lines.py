@@ -66,9 +66,9 @@ class NumberImage:
         x1 = min(self.ink.shape[1], math.ceil((last + 1) * self.x_scale))
         rows = np.flatnonzero((self.ink[:, x0:x1] >= STROKE_LEVEL).any(axis=1))
         y0, y1 = (rows[0], rows[-1] + 1) if rows.size else (0, self.ink.shape[0])
-        corners = np.array(
-            [[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64
-        ) + np.array(self.origin)
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) + np.array(
+            self.origin
+        )
         mapped = corners @ self.rotation[:, :2].T + self.rotation[:, 2]
         left, top = mapped.min(axis=0)
         right, bottom = mapped.max(axis=0)
@@ -88,7 +88,8 @@ def find_numbers(ink: np.ndarray) -> list[NumberImage]:
     level_ink, level_mask, rotation = _levelled(ink, mask, angle)
     numbers: list[NumberImage] = []
     for index, (top, bottom) in enumerate(_bands(level_mask)[:MAX_LINES]):
-        for left, right in _runs(level_mask[top:bottom].any(axis=0), NUMBER_GAP * (bottom - top)):
+        inked = np.asarray(level_mask[top:bottom].any(axis=0))
+        for left, right in _runs(inked, NUMBER_GAP * (bottom - top)):
             numbers.append(_crop(level_ink, (top, bottom, left, right), index, rotation))
             if len(numbers) == MAX_NUMBERS:
                 return numbers
@@ -121,7 +122,9 @@ def _without_printed_lines(mask: np.ndarray, text_height: float) -> np.ndarray:
 
 
 def _without_specks(mask: np.ndarray, text_height: float) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_AREA * text_height**2)
     keep[0] = False
     return keep[labels]
@@ -151,7 +154,9 @@ def _shrunk(mask: np.ndarray, side: int) -> np.ndarray:
     h, w = mask.shape[0] // factor * factor, mask.shape[1] // factor * factor
     if h == 0 or w == 0:
         return mask
-    return mask[:h, :w].reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    return np.asarray(
+        mask[:h, :w].reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    )
 
 
 def _levelled(
@@ -175,7 +180,7 @@ def _levelled(
 
 def _bands(mask: np.ndarray) -> list[tuple[int, int]]:
     """(top, bottom) of each line of text, bottom exclusive."""
-    runs = _runs(mask.any(axis=1), 0)
+    runs = _runs(np.asarray(mask.any(axis=1)), 0)
     joined: list[tuple[int, int]] = []
     for top, bottom in runs:
         if joined:

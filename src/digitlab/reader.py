@@ -108,7 +108,9 @@ def greedy_decode(log_probs: torch.Tensor) -> list[DecodedDigit]:
     probabilities, best = log_probs.exp().max(dim=1)
     digits: list[DecodedDigit] = []
     previous = BLANK
-    for frame, (symbol, probability) in enumerate(zip(best.tolist(), probabilities.tolist())):
+    for frame, (symbol, probability) in enumerate(
+        zip(best.tolist(), probabilities.tolist(), strict=True)
+    ):
         if symbol != BLANK and symbol == previous:
             last = digits[-1]
             digits[-1] = DecodedDigit(

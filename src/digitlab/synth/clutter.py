@@ -80,9 +80,7 @@ def with_printed_lines(line: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return sheet
 
 
-def comb_field(
-    glyphs: Sequence[np.ndarray], cells: int, rng: np.random.Generator
-) -> np.ndarray:
+def comb_field(glyphs: Sequence[np.ndarray], cells: int, rng: np.random.Generator) -> np.ndarray:
     """Digits written one per cell of a printed comb field of `cells` cells (at least one per
     digit; spare cells stay empty): boxes, or a base line with ticks between cells."""
     cell_h = round(DIGIT_HEIGHT * rng.uniform(1.2, 1.6))
@@ -126,7 +124,9 @@ def _vline(sheet: np.ndarray, x: int, y0: int, y1: int, thick: int, strength: fl
     np.maximum(region, strength, out=region)
 
 
-def _rectangle(sheet: np.ndarray, x0: int, y0: int, x1: int, y1: int, thick: int, strength: float) -> None:
+def _rectangle(
+    sheet: np.ndarray, x0: int, y0: int, x1: int, y1: int, thick: int, strength: float
+) -> None:
     _hline(sheet, y0, x0, x1, thick, strength)
     _hline(sheet, y1 - thick, x0, x1, thick, strength)
     _vline(sheet, x0, y0, y1, thick, strength)

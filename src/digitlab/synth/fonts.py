@@ -32,13 +32,15 @@ FONT_FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "dancingscript": ("opentype/dancingscript/DancingScript-Regular.otf",
                       "opentype/dancingscript/DancingScript-Bold.otf"),
-    "dkg": tuple(f"truetype/fifthhorseman/{name}.ttf" for name in ("dkg", "dkgBd", "dkgIt", "dkgBI")),
+    "dkg": tuple(f"truetype/fifthhorseman/{name}.ttf"
+                 for name in ("dkg", "dkgBd", "dkgIt", "dkgBI")),
     "ecolier-court": ("truetype/ecolier-court/Ecolier-court.ttf",),
     "femkeklaver": ("truetype/femkeklaver/femkeklaver.ttf",),
     "havana": ("opentype/havana/Havana-Regular.otf",),
     "humor-sans": ("truetype/humor-sans/Humor-Sans.ttf",),
     "kaushanscript": ("opentype/kaushanscript/KaushanScript-Regular.otf",),
-    "kiloji": tuple(f"truetype/kiloji/{name}.ttf" for name in ("kiloji", "kiloji_b", "kiloji_d", "kiloji_p")),
+    "kiloji": tuple(f"truetype/kiloji/{name}.ttf"
+                    for name in ("kiloji", "kiloji_b", "kiloji_d", "kiloji_p")),
     "klee": ("truetype/klee/KleeOne-Regular.ttf", "truetype/klee/KleeOne-SemiBold.ttf"),
     "kristi": ("truetype/kristi/Kristi.ttf",),
     "leckerli-one": ("truetype/leckerli-one/LeckerliOne-Regular.ttf",),
@@ -94,7 +96,7 @@ def _font(path: str) -> ImageFont.FreeTypeFont:
 def digit_height(path: str) -> int:
     """How tall the font's digits are in pixels at RENDER_SIZE (their ink, 0-9 together)."""
     left, top, right, bottom = _font(path).getbbox("0123456789")
-    return max(1, bottom - top)
+    return int(max(1, bottom - top))  # whole pixels already: the stubs say float
 
 
 def type_text(text: str, path: str, tracking: float = 0.0) -> np.ndarray:
@@ -104,7 +106,8 @@ def type_text(text: str, path: str, tracking: float = 0.0) -> np.ndarray:
     font = _font(path)
     height = digit_height(path)
     step_extra = tracking * height
-    x, pad = height, 2 * height
+    x: float = height
+    pad = 2 * height
     positions = []
     for char in text:
         positions.append(x)

@@ -91,7 +91,9 @@ def _spaced(kind: str):  # noqa: ANN202 (a maker)
 
 
 def _fonts(digits: _Digits, rng: np.random.Generator, index: int) -> tuple[np.ndarray, str]:
-    text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))))
+    text = "".join(
+        str(d) for d in rng.integers(0, 10, int(rng.integers(LENGTHS[0], LENGTHS[1] + 1)))
+    )
     fonts = held_out_fonts()
     if not fonts:
         raise RuntimeError("no held-out handwriting fonts installed; see digitlab.synth.fonts")

@@ -95,7 +95,9 @@ def _number(source: ReaderSource, rng: np.random.Generator) -> tuple[np.ndarray,
         if comb:
             glyphs = [numbers.write_digits([source.digits[i]], [], rng, hand) for i in chosen]
             return clutter.comb_field(glyphs, length + int(rng.integers(0, 3)), rng), text
-        line = numbers.write_digits([source.digits[i] for i in chosen], _gaps(length, rng), rng, hand)
+        line = numbers.write_digits(
+            [source.digits[i] for i in chosen], _gaps(length, rng), rng, hand
+        )
     return (clutter.with_printed_lines(line, rng) if on_form else line), text
 
 
@@ -150,7 +152,9 @@ def _scan(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.pad(np.clip(ink * rng.uniform(0.8, 1.0), 0.0, 1.0), margin).astype(np.float32)
 
 
-def reader_source(train_images: "torch.Tensor", train_labels: "torch.Tensor", held_out: int) -> ReaderSource:
+def reader_source(
+    train_images: "torch.Tensor", train_labels: "torch.Tensor", held_out: int
+) -> ReaderSource:
     """The training digits a reader may learn from: MNIST's training split less the `held_out`
     images every recipe keeps for calibration (the same ones, `data.split_validation`), and
     the training fonts. The test split is never an argument, so it cannot leak in."""

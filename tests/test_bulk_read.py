@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-from clean_numbers import number_picture
 from PIL import Image
 
 from digitlab import bulk
@@ -13,6 +12,7 @@ from digitlab.cli import EXIT_ERROR, EXIT_USAGE, main
 from digitlab.data import MNIST
 from digitlab.errors import ConfigError
 from digitlab.predict import Predictor
+from digitlab.synth.clean_numbers import number_picture
 
 NUMBERS = 13  # with chunks of 4 files (see `small_chunks`): four chunks for two workers
 DIGITS_PER_NUMBER = 3

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clean_numbers import first_of_each, number_picture, slot
 from PIL import Image
 
 from digitlab.cli import EXIT_ERROR, EXIT_USAGE, main
 from digitlab.data import MNIST
 from digitlab.plots import BOX_COLOR
+from digitlab.synth.clean_numbers import first_of_each, number_picture, slot
 
 NUMBERS = ("2026", "714", "97")
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from wild_digits import make_wild_image
 
 from digitlab.checkpoint import read_model_file, save_model
 from digitlab.cli import main
@@ -20,8 +19,11 @@ from digitlab.models import create_model
 from digitlab.predict import Predictor, predict_paths
 from digitlab.pretrained import PACKAGED_MODEL
 from digitlab.runs import RunPaths, default_checkpoint, is_packaged
+from digitlab.synth.photos import make_wild_image
 
-MAX_PACKAGED_BYTES = 2 * 1024 * 1024
+# The classifier and its detector take 437 kB; the number reader it carries (466,475 float32
+# parameters) about 1.9 MB more.
+MAX_PACKAGED_BYTES = 3 * 1024 * 1024
 MIN_TEST_ACCURACY = 0.993
 WILD_COUNT = 1000  # the same size as tests/test_predict.py's wild set
 MAKE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_pretrained.py"
@@ -46,7 +48,7 @@ def fresh_user(tmp_path, monkeypatch) -> Path:
 
 
 def write_photo(mnist, folder: Path, index: int, seed: int = 0) -> Path:
-    """A real test digit rendered as a photo (tests/wild_digits.py), saved as a JPEG."""
+    """A real test digit rendered as a photo (digitlab.synth.photos), saved as a JPEG."""
     path = folder / f"photo-{index}.jpg"
     make_wild_image(mnist.test_images[index], np.random.default_rng([seed, index])).save(path)
     return path

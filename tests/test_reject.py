@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from non_digits import make_non_digit_set
 from PIL import Image
-from wild_digits import make_wild_set
 
 from digitlab.checkpoint import read_model_file, save_model
 from digitlab.cli import main
@@ -32,6 +30,8 @@ from digitlab.reject import (
 )
 from digitlab.runs import RunPaths
 from digitlab.serve import create_app
+from digitlab.synth.marks import make_mark_set
+from digitlab.synth.photos import make_wild_set
 
 NON_DIGITS = 300  # 50 of each kind: stars, hearts, smileys, hatching, scribbles, letters
 WILD = 500
@@ -56,7 +56,7 @@ def predictor(trained_run: Path) -> Predictor:
 
 @pytest.fixture(scope="module")
 def non_digit_photos() -> list:
-    return make_non_digit_set(NON_DIGITS, seed=7)
+    return make_mark_set(NON_DIGITS, seed=7)
 
 
 def answers(predictor: Predictor, photos: list) -> list[Prediction | None]:

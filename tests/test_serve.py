@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clean_numbers import first_of_each, number_picture
 from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.exceptions import HTTPException
@@ -29,6 +28,7 @@ from digitlab.serve.app import MAX_BODY_BYTES
 from digitlab.serve.batching import BatchingPredictor
 from digitlab.serve.limits import BodySizeLimit
 from digitlab.serve.schemas import MAX_PIXELS_SIDE
+from digitlab.synth.clean_numbers import first_of_each, number_picture
 
 REQUIRED_IDS = ("canvas", "overlay", "read", "reading", "predict", "clear", "prediction")
 FIRST = 300  # the test digits to pick each class's first from

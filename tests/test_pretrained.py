@@ -109,14 +109,14 @@ def test_packaged_model_reads_photos_as_well_as_clean_digits(mnist, tmp_path):
 
 def test_default_checkpoint_is_the_newest_run_else_the_packaged_model(tmp_path):
     runs = tmp_path / "runs"
-    assert default_checkpoint(runs) == PACKAGED_MODEL and is_packaged(PACKAGED_MODEL)
+    assert default_checkpoint(runs_root=runs) == PACKAGED_MODEL and is_packaged(PACKAGED_MODEL)
     for age, name in ((100, "old"), (0, "new")):
         path = RunPaths(runs / name).model
         save_model(path, create_model("lenet"), {"model": "lenet", "epoch": 1})
         stamp = time.time() - age
         os.utime(path, (stamp, stamp))
-    assert default_checkpoint(runs) == RunPaths(runs / "new").model
-    assert not is_packaged(default_checkpoint(runs))
+    assert default_checkpoint(runs_root=runs) == RunPaths(runs / "new").model
+    assert not is_packaged(default_checkpoint(runs_root=runs))
 
 
 def test_commands_say_which_model_they_use(mnist, fresh_user, capsys):

@@ -45,9 +45,10 @@ class SequenceReader(Peer):
     """digitlab read, as the CLI reads (the checkpoint's sequence reader)."""
 
     def __init__(self, checkpoint: Path | None) -> None:
-        from digitlab.read import load_number_reader
+        from digitlab.pretrained import PACKAGED_MODEL
+        from digitlab.read import NumberReader
 
-        self.reader = load_number_reader(checkpoint)
+        self.reader = NumberReader.from_checkpoint(checkpoint or PACKAGED_MODEL)
         self.name = "digitlab"
         self.version = "sequence reader"
         parameters = sum(p.numel() for p in self.reader.model.parameters())
@@ -73,12 +74,16 @@ def main() -> None:
         for reader in readers:
             key = reader.name + " " + reader.version
             answers, per_second = timed_read(reader, pictures)
-            scores[key][kind] = sum(a == t for a, t in zip(answers, truths, strict=True)) / len(pairs)
+            scores[key][kind] = sum(a == t for a, t in zip(answers, truths, strict=True)) / len(
+                pairs
+            )
             speeds[key].append(per_second)
             if kind != "none":
                 refused[key][0] += sum(a == "" for a in answers)
                 refused[key][1] += len(answers)
-            print(f"{kind:12} {key:40} {scores[key][kind]:6.1%} {per_second:6.1f}/s", file=sys.stderr)
+            print(
+                f"{kind:12} {key:40} {scores[key][kind]:6.1%} {per_second:6.1f}/s", file=sys.stderr
+            )
     print(table(args.kinds, readers, scores, speeds, refused))
     print()
     print(
@@ -108,7 +113,9 @@ def table(
 ) -> str:
     keys = [r.name + " " + r.version for r in readers]
     header = ["kind", "target", *keys]
-    rows = [[kind, f"{TARGETS[kind]:.0%}", *(f"{scores[k][kind]:.1%}" for k in keys)] for kind in kinds]
+    rows = [
+        [kind, f"{TARGETS[kind]:.0%}", *(f"{scores[k][kind]:.1%}" for k in keys)] for kind in kinds
+    ]
     rows.append(["numbers refused", f"≤ {MAX_REFUSED:.0%}", *(_share(refused[k]) for k in keys)])
     rows.append(["pictures/s", "", *(f"{sum(speeds[k]) / len(speeds[k]):.1f}" for k in keys)])
     sizes = [r.model_size_mb for r in readers]

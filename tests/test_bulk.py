@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.bulk import predict_stream
 from digitlab.checkpoint import save_model
 from digitlab.cli import main
 from digitlab.config import make_config
 from digitlab.models import create_model
-from digitlab.predict import Predictor
+from digitlab.predict import Predictor, predict_stream
 from digitlab.synth.photos import make_wild_set
 
 FILES = 150  # more than two chunks of 64, so both workers get work and order matters

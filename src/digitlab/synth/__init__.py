@@ -5,8 +5,10 @@
 - `clutter`: words, doodles, printed lines, boxes and comb fields;
 - `photos`: ink drawn as a photo or a scan; single MNIST digits as photos, and the hard kinds;
 - `nondigits`: marks that are not one digit, for the "not a digit" detector's training;
+- `rejector`: the "not a digit" detector's training set and loop;
 - `reader_data`: the sequence reader's training stream;
-- `marks`: marks that are not numbers, drawn apart from what training sees (tests, benchmarks);
+- `marks`: marks that are not numbers, drawn apart from what training sees (tests, benchmarks,
+  and the frozen set `digitlab evaluate` scores);
 - `pictures`: pictures of numbers of every kind from MNIST test digits and held-out fonts;
 - `clean_numbers`: plain scans of numbers, for the tests of the plumbing.
 """

@@ -5,7 +5,8 @@ ImageDraw, not by `nondigits` (what the detector and the reader train on); lette
 in the held-out handwriting fonts; printed forms with nothing written on them. Letters a digit
 can look like (O o Q D I l i j J S s Z z B b G g q T t y A) are left out. `make_mark` gives the
 ink coverage at MNIST scale (about 20-30 px high); `make_mark_set` draws marks as photos, for
-the tests and benchmarks of "not a digit".
+the tests and benchmarks of "not a digit" and for the frozen set `digitlab evaluate` scores
+(`tools/make_nondigits.py`).
 """
 
 import math

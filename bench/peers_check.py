@@ -3,11 +3,11 @@ r"""Every benchmark peer (bench/peers.py) on generated number pictures: accuracy
     cd bench && DIGITLAB_DATA=../../shared/data/mnist nice -n 10 ../.venv/bin/python \
         peers_check.py --count 100
 
-The pictures are `tests/number_images.py`'s, seed 2026 as in read_numbers.py: numbers of 2-6
-MNIST test digits (spaced, close, touching) and handwriting fonts, one number per picture; and
-"two lines", pairs of those pictures stacked on white, read as "top\nbottom". A cell gives the
-whole strings right, then in brackets the same with spaces ignored (a peer that splits one
-number into groups, "12 345", is wrong strictly but read every digit in order).
+The pictures are `digitlab.synth.pictures`', seed 2026 as in read_numbers.py: numbers of 2-6
+MNIST test digits (spaced, close, touching) and held-out handwriting fonts, one number per
+picture; and two numbers on two lines, read as "top\nbottom". A cell gives the whole strings
+right, then in brackets the same with spaces ignored (a peer that splits one number into
+groups, "12 345", is wrong strictly but read every digit in order).
 """
 
 import argparse
@@ -17,15 +17,13 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
+from machine import cpu_name  # bench/, beside this script
+from peers import available_peers, timed_read
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from digitlab.data import load_mnist
+from digitlab.synth.pictures import make_pictures
 
-from machine import cpu_name  # noqa: E402  (bench/, beside this script)
-from number_images import KINDS, make_number_set  # noqa: E402
-from peers import available_peers, timed_read  # noqa: E402
-
-from digitlab.data import load_mnist  # noqa: E402
+KINDS = ("spaced", "close", "touching", "fonts")
 
 SEED = 2026
 
@@ -34,7 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, help="MNIST folder (default: $DIGITLAB_DATA)")
     parser.add_argument("--count", type=int, default=100, help="pictures per kind (default 100)")
-    parser.add_argument("--two-lines", type=int, default=20, help="stacked pictures (default 20)")
+    parser.add_argument(
+        "--two-lines", type=int, default=20, help="pictures of two lines (default 20)"
+    )
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(),
         help="ONNX Runtime and Tesseract threads (default: torch's, as digitlab reads with)",
@@ -44,11 +44,8 @@ def main() -> None:
 
     mnist = load_mnist(args.data_dir) if args.data_dir else load_mnist()
     images, labels = mnist.test_images, mnist.test_labels
-    sets = {kind: make_number_set(images, labels, kind, args.count, SEED) for kind in KINDS}
-    sets["two lines"] = [
-        stacked(sets[KINDS[i % 4]][i], sets[KINDS[(i + 1) % 4]][-1 - i])
-        for i in range(min(args.two_lines, args.count))
-    ]
+    sets = {kind: make_pictures(images, labels, kind, args.count, SEED) for kind in KINDS}
+    sets["two lines"] = make_pictures(images, labels, "two_lines", args.two_lines, SEED)
     peers = [p for p in available_peers(args.threads) if (args.only or "") in p.name]
     load_before = os.getloadavg()[0]
     results: dict[tuple[str, str], tuple[str, str]] = {}
@@ -74,15 +71,6 @@ def main() -> None:
         f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}."
     )
-
-
-def stacked(top: tuple[Image.Image, str], bottom: tuple[Image.Image, str]):
-    """Two pictures one above the other, left-aligned on white; the text is two lines."""
-    (a, a_text), (b, b_text) = top, bottom
-    sheet = Image.new("RGB", (max(a.width, b.width), a.height + b.height), "white")
-    sheet.paste(a.convert("RGB"), (0, 0))
-    sheet.paste(b.convert("RGB"), (0, a.height))
-    return sheet, f"{a_text}\n{b_text}"
 
 
 def accuracy(answers: list[str], truths: list[str]) -> str:

@@ -3,7 +3,7 @@
     DIGITLAB_DATA=../shared/data/mnist .venv/bin/python bench/read_at_scale.py \\
         --checkpoint runs/default-... --folder /tmp/digitlab-wild --files 20000 --small 2000
 
-The first run writes `--files` photo-like PNGs of MNIST test digits (tests/wild_digits.py: ink on
+The first run writes `--files` photo-like PNGs of MNIST test digits (digitlab.synth.photos: ink on
 tinted paper, lighting gradient, noise, JPEG artefacts) into `--folder`: `--unique` rendered ones
 and copies of them under new names; later runs reuse them. Each measurement is a fresh process
 running `digitlab predict FOLDER --jsonl --out FILE --workers N`, timed from inside (model load
@@ -37,11 +37,10 @@ def make_folder(folder: Path, files: int, unique: int) -> None:
     if len(have) >= files:
         return
     print(f"writing {files:,} PNGs ({unique:,} distinct) to {folder} …", file=sys.stderr)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import numpy as np
-    from wild_digits import make_wild_image
 
     from digitlab.data import load_mnist
+    from digitlab.synth.photos import make_wild_image
 
     mnist = load_mnist()
     rng = np.random.default_rng(0)

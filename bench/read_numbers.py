@@ -45,9 +45,10 @@ class SequenceReader(Peer):
     """digitlab read, as the CLI reads (the checkpoint's sequence reader)."""
 
     def __init__(self, checkpoint: Path | None) -> None:
-        from digitlab.read import load_number_reader
+        from digitlab.pretrained import PACKAGED_MODEL
+        from digitlab.read import NumberReader
 
-        self.reader = load_number_reader(checkpoint)
+        self.reader = NumberReader.from_checkpoint(checkpoint or PACKAGED_MODEL)
         self.name = "digitlab"
         self.version = "sequence reader"
         parameters = sum(p.numel() for p in self.reader.model.parameters())

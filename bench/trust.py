@@ -1,14 +1,15 @@
 """How sure is it: calibration and "not a digit" figures of trained runs, as Markdown tables.
 
-    PYTHONPATH=src:tests python bench/trust.py runs/default-X runs/fast-Y runs/best-Z
+    python bench/trust.py runs/default-X runs/fast-Y runs/best-Z
 
 For each run: test-set ECE (15 bins) and NLL before and after its temperature; the share of
-rejected MNIST test digits, wild photo digits (tests/wild_digits.py) and generated non-digit
-photos (tests/non_digits.py: doodles and handwriting-font letters the detector never trained
-on); AUROC and FPR at 95% TPR of the "not a digit" score (the detector's, plus the classifier's
-doubt where the run weighs it), and of the classifier's own maximum probability
-as the baseline it replaces; and the cost per image of calibration and rejection against the
-classifier's forward pass, measured in the same process.
+rejected MNIST test digits, wild photo digits (digitlab.synth.photos) and generated non-digit
+photos (digitlab.synth.marks: doodles, letters and words in the held-out handwriting fonts,
+empty forms, drawn apart from what the detector trains on); AUROC and FPR at 95% TPR of the
+"not a digit" score (the detector's, plus the classifier's doubt where the run weighs it), and
+of the classifier's own maximum probability as the baseline it replaces; and the cost per image
+of calibration and rejection against the classifier's forward pass, measured in the same
+process.
 """
 
 import argparse
@@ -17,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from non_digits import make_non_digit_set  # tests/ on PYTHONPATH, as pytest has it
-from wild_digits import make_wild_set
 
 from digitlab.calibrate import TemperatureScaled, evaluate_checkpoint, temperature_of
 from digitlab.data import load_mnist, to_float
@@ -26,6 +25,8 @@ from digitlab.predict import Predictor
 from digitlab.preprocess import preprocess_image
 from digitlab.reject import FALSE_REJECTION_RATE, read_rejector, rejection_summary
 from digitlab.runs import resolve_checkpoint
+from digitlab.synth.marks import make_mark_set
+from digitlab.synth.photos import make_wild_set
 
 WILD_DIGITS = 1000
 NON_DIGITS = 600
@@ -158,7 +159,7 @@ def main() -> None:
         mnist.test_images.numpy(), mnist.test_labels.numpy(), WILD_DIGITS, seed=1
     )
     wild = views([image for image, _ in wild_set])
-    nondigits = views([image for image, _ in make_non_digit_set(NON_DIGITS, seed=2)])
+    nondigits = views([image for image, _ in make_mark_set(NON_DIGITS, seed=2)])
     print(f"views: {len(wild)} wild digits, {len(nondigits)} non-digits with ink found\n")
     print_tables([measure(run, mnist, wild, nondigits) for run in args.runs])
 

@@ -72,7 +72,8 @@ def embed_packaged_rejector(data_dir: Path | None = None) -> int:
     set (on the model's held-out training digits); the classifier must not change."""
     from digitlab.data import load_mnist, split_validation, to_float
     from digitlab.predict import Predictor
-    from digitlab.reject import embed_rejector, load_packaged, run_rejection
+    from digitlab.reject import load_packaged, run_rejection
+    from digitlab.synth.rejector import embed_rejector
 
     packaged = load_packaged()
     if packaged is None:

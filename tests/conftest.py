@@ -67,3 +67,38 @@ def trained_run(mnist: MNIST, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("trained") / "default"
     train(make_config("default"), mnist, run_dir)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def reader_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder as `digitlab train --recipe reader` writes it (metadata "model": "crnn",
+    the reader's own tensors without a prefix), holding the packaged model's reader."""
+    from digitlab.bundle import READER_PREFIX
+    from digitlab.checkpoint import read_checkpoint, save_model, tensors_under
+    from digitlab.pretrained import PACKAGED_MODEL
+    from digitlab.reader import CRNN
+
+    tensors, metadata = read_checkpoint(PACKAGED_MODEL)
+    model = CRNN()
+    model.load_state_dict(tensors_under(tensors, READER_PREFIX))
+    run = tmp_path_factory.mktemp("runs") / "reader"
+    info = {"temperature": 1.0, "threshold": None}
+    save_model(run / "model.safetensors", model, {"model": "crnn", "members": 1, "reader": info})
+    return run
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a lenet with fixed random weights and no reader: for tests of which
+    checkpoint is used and what is said about it, not of what it answers."""
+    import torch
+
+    from digitlab.checkpoint import save_model
+    from digitlab.models import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model("lenet")
+    run = tmp_path_factory.mktemp("runs") / "lenet"
+    save_model(run / "model.safetensors", model, {"model": "lenet", "members": 1, "epoch": 1})
+    return run

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from wild_digits import make_wild_set
 
-from digitlab.bulk import predict_stream
 from digitlab.checkpoint import save_model
 from digitlab.cli import main
 from digitlab.config import make_config
 from digitlab.models import create_model
-from digitlab.predict import Predictor
+from digitlab.predict import Predictor, predict_stream
+from digitlab.synth.photos import make_wild_set
 
 FILES = 150  # more than two chunks of 64, so both workers get work and order matters
 

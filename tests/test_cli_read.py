@@ -1,33 +1,49 @@
-"""`digitlab read` end to end: real MNIST test digits written as numbers, read by a real lenet."""
+"""`digitlab read` end to end: real MNIST test digits written as numbers (one line, or a page
+of two lines), read by the packaged model's reader or a reader run."""
 
 import csv
 import io
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from clean_numbers import first_of_each, number_picture, slot
 from PIL import Image
 
 from digitlab.cli import EXIT_ERROR, EXIT_USAGE, main
 from digitlab.data import MNIST
 from digitlab.plots import BOX_COLOR
+from digitlab.pretrained import PACKAGED_MODEL
+from digitlab.synth.clean_numbers import first_of_each, number_picture, page_picture, slot
 
 NUMBERS = ("2026", "714", "97")
+PAGE = "714 97\n2026"  # the page: two numbers on the top line, one below
+
+
+def digits_of(mnist: MNIST, text: str) -> list[np.ndarray]:
+    return [mnist.test_images[i].numpy() for i in first_of_each(mnist.test_labels.numpy(), text)]
 
 
 @pytest.fixture(scope="module")
 def numbers(mnist: MNIST, tmp_path_factory) -> dict[str, Path]:
-    """Each of NUMBERS as a PNG of MNIST test digits, in a folder of its own."""
+    """Each of NUMBERS as a PNG of MNIST test digits, in a folder of its own, and the page."""
     folder = tmp_path_factory.mktemp("numbers")
-    labels = mnist.test_labels.numpy()
     paths = {}
     for text in NUMBERS:
-        digits = [mnist.test_images[i].numpy() for i in first_of_each(labels, text)]
         paths[text] = folder / f"number-{text}.png"
-        Image.fromarray(number_picture(digits)).save(paths[text])
+        Image.fromarray(number_picture(digits_of(mnist, text))).save(paths[text])
+    lines = [[digits_of(mnist, number) for number in line.split()] for line in PAGE.split("\n")]
+    paths[PAGE] = folder / "page.png"
+    Image.fromarray(page_picture(lines)).save(paths[PAGE])
     return paths
+
+
+@pytest.fixture(autouse=True)
+def no_runs_here(tmp_path, monkeypatch) -> None:
+    """Run in an empty folder: no ./runs to pick a default checkpoint from."""
+    monkeypatch.chdir(tmp_path)
 
 
 def read(capsys, *argv) -> tuple[int, str, str]:
@@ -36,56 +52,67 @@ def read(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_json_gives_text_boxes_and_confidence(trained_run, numbers, capsys) -> None:
+def test_json_gives_text_numbers_boxes_and_confidence(numbers, capsys) -> None:
     folder = numbers["2026"].parent
-    code, out, err = read(capsys, folder, "--checkpoint", trained_run, "--json")
+    code, out, err = read(capsys, folder, "--checkpoint", PACKAGED_MODEL, "--json")
     assert code == 0 and err == ""
     readings = json.loads(out)  # the folder: every PNG in it, sorted
     assert [r["path"] for r in readings] == [str(p) for p in sorted(numbers.values())]
     for reading in readings:
-        text = Path(reading["path"]).stem.removeprefix("number-")
-        assert reading["text"] == text
         assert reading["reason"] is None and reading["error"] is None
-        probabilities = [d["probability"] for d in reading["digits"]]
+        if reading["path"] == str(numbers[PAGE]):
+            assert reading["text"] == PAGE
+            assert [n["text"] for n in reading["numbers"]] == ["714", "97", "2026"]
+            continue
+        text = Path(reading["path"]).stem.removeprefix("number-")
+        (number,) = reading["numbers"]
+        assert reading["text"] == number["text"] == text
+        assert number["digits"] == reading["digits"]
         assert [str(d["digit"]) for d in reading["digits"]] == list(text)
-        # The whole string is no surer than its least sure digit.
-        assert 0 < reading["confidence"] <= min(probabilities) + 1e-9
+        assert reading["confidence"] == pytest.approx(number["confidence"])
+        assert 0 < reading["confidence"] <= 1
         for index, digit in enumerate(reading["digits"]):
             x, y, w, h = digit["box"]
             first, last = slot(index)
             assert first <= x and x + w - 1 <= last  # each box around its own digit
-            assert y >= 0 and 0 < h <= 28 * 3
+            assert y >= 0 and 0 < h <= 28 * 3 and 0 < digit["probability"] <= 1
 
 
-def test_table_has_a_row_per_file(trained_run, numbers, capsys) -> None:
-    code, out, _ = read(capsys, numbers["2026"], numbers["97"], "--checkpoint", trained_run)
+def test_table_shows_each_files_text_on_one_row(numbers, capsys) -> None:
+    argv = [numbers["2026"], numbers[PAGE], "--checkpoint", PACKAGED_MODEL]
+    code, out, _ = read(capsys, *argv)
     assert code == 0
     header, *rows = out.splitlines()
     assert header.split() == ["file", "text", "confidence", "digits"]
-    assert [row.split()[:2] for row in rows] == [
-        [str(numbers["2026"]), "2026"],
-        [str(numbers["97"]), "97"],
-    ]
-    # Each digit with its probability: "2 99.9%, 0 99.8%, ..."
-    assert [part.split()[0] for part in rows[0].split("  ")[-1].split(", ")] == list("2026")
+    assert len(rows) == 2
+    assert rows[0].split()[:2] == [str(numbers["2026"]), "2026"]
+    path, text, confidence, digits = re.split(r"\s{2,}", rows[1].strip())
+    assert (path, text) == (str(numbers[PAGE]), "714 97 / 2026")  # lines joined by " / "
+    assert 0 < float(confidence.removesuffix("%")) <= 100
+    # Each digit with its probability, number by number: "7 99.9%, 1 99.8%, 4 99% | 9 ..."
+    assert [[d.split()[0] for d in n.split(", ")] for n in digits.split(" | ")] == [
+        list("714"), list("97"), list("2026")
+    ]  # fmt: skip
 
 
-def test_csv_has_a_row_per_file(trained_run, numbers, capsys) -> None:
-    code, out, _ = read(capsys, numbers["714"], "--checkpoint", trained_run, "--csv")
-    assert code == 0
-    rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 1
-    row = rows[0]
-    assert row["path"] == str(numbers["714"]) and row["text"] == "714"
-    assert [item.split(":")[0] for item in row["digits"].split()] == ["7", "1", "4"]
-    assert len(row["boxes"].split(";")) == 3
-    assert 0 < float(row["confidence"]) <= 1
-    assert row["reason"] == "" and row["error"] == ""
+def test_csv_has_a_row_per_file_with_lines_joined(numbers, capsys) -> None:
+    argv = [numbers["714"], numbers[PAGE], "--checkpoint", PACKAGED_MODEL, "--csv"]
+    code, out, _ = read(capsys, *argv)
+    assert code == 0 and len(out.splitlines()) == 3  # the header and one line per file
+    single, page = csv.DictReader(io.StringIO(out))
+    assert single["path"] == str(numbers["714"]) and single["text"] == "714"
+    assert [item.split(":")[0] for item in single["digits"].split()] == ["7", "1", "4"]
+    assert len(single["boxes"].split(";")) == 3 and len(single["number_boxes"].split(";")) == 1
+    assert 0 < float(single["confidence"]) <= 1 and single["numbers"].startswith("714:")
+    assert single["reason"] == "" and single["error"] == ""
+    assert page["text"] == "714 97 / 2026"
+    assert [n.split(":")[0] for n in page["numbers"].split()] == ["714", "97", "2026"]
+    assert len(page["number_boxes"].split(";")) == 3 and len(page["boxes"].split(";")) == 9
 
 
-def test_show_draws_the_boxes(trained_run, numbers, tmp_path, capsys) -> None:
+def test_show_draws_the_boxes(numbers, tmp_path, capsys) -> None:
     shown = tmp_path / "shown"
-    code, _, _ = read(capsys, numbers["97"], "--checkpoint", trained_run, "--show", shown)
+    code, _, _ = read(capsys, numbers["97"], "--checkpoint", PACKAGED_MODEL, "--show", shown)
     assert code == 0
     (written,) = shown.iterdir()
     assert written.name == "0000-number-97.png"
@@ -95,23 +122,22 @@ def test_show_draws_the_boxes(trained_run, numbers, tmp_path, capsys) -> None:
     assert (np.abs(pixels - red).sum(axis=1) < 30).sum() > 100
 
 
-def test_blank_image_has_no_text_and_says_why(trained_run, tmp_path, capsys) -> None:
+def test_blank_image_has_no_text_and_says_why(tmp_path, capsys) -> None:
     Image.new("L", (300, 100), 255).save(tmp_path / "blank.png")
-    code, out, _ = read(capsys, tmp_path / "blank.png", "--checkpoint", trained_run, "--json")
+    code, out, _ = read(capsys, tmp_path / "blank.png", "--checkpoint", PACKAGED_MODEL, "--json")
     assert code == 0
     (reading,) = json.loads(out)
-    assert reading["text"] is None and reading["digits"] == [] and reading["confidence"] is None
-    assert "blank" in reading["reason"]
-    code, out, _ = read(capsys, tmp_path / "blank.png", "--checkpoint", trained_run)
+    assert reading["text"] is None and reading["numbers"] == [] and reading["digits"] == []
+    assert reading["confidence"] is None and "blank" in reading["reason"]
+    code, out, _ = read(capsys, tmp_path / "blank.png", "--checkpoint", PACKAGED_MODEL)
     assert "blank" in out.splitlines()[1]
 
 
-def test_unreadable_files_are_reported_and_exit_1(trained_run, numbers, tmp_path, capsys) -> None:
+def test_unreadable_files_are_reported_and_exit_1(numbers, tmp_path, capsys) -> None:
     (tmp_path / "notes.png").write_text("not a picture")
     missing, junk = tmp_path / "missing.png", tmp_path / "notes.png"
-    code, out, err = read(
-        capsys, numbers["97"], missing, junk, "--checkpoint", trained_run, "--json"
-    )
+    argv = [numbers["97"], missing, junk, "--checkpoint", PACKAGED_MODEL, "--json"]
+    code, out, err = read(capsys, *argv)
     assert code == EXIT_ERROR
     readings = json.loads(out)  # the readable file is still read
     assert readings[0]["text"] == "97"
@@ -121,11 +147,50 @@ def test_unreadable_files_are_reported_and_exit_1(trained_run, numbers, tmp_path
     assert "Traceback" not in err
 
 
-def test_empty_folder_is_one_line(trained_run, tmp_path, capsys) -> None:
+def test_empty_folder_is_one_line(tmp_path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    code, out, err = read(capsys, tmp_path / "empty", "--checkpoint", trained_run)
+    code, out, err = read(capsys, tmp_path / "empty", "--checkpoint", PACKAGED_MODEL)
     assert code == EXIT_ERROR and out == ""
     assert err.splitlines() == [f"digitlab: no image files in {tmp_path / 'empty'}"]
+
+
+def test_the_default_is_the_newest_reader_run_else_the_packaged_reader(
+    numbers, reader_run, untrained_run, capsys
+) -> None:
+    code, out, err = read(capsys, numbers["97"], "--json")
+    assert code == 0 and json.loads(out)[0]["text"] == "97"
+    assert err.startswith("digitlab: using the packaged model's number reader (crnn")
+    assert err.count("\n") == 1
+    shutil.copytree(untrained_run, Path("runs/lenet"))  # a classifier's run is no reader
+    code, _, err = read(capsys, numbers["97"])
+    assert code == 0 and "packaged model's number reader" in err
+    shutil.copytree(reader_run, Path("runs/reader"))
+    code, out, err = read(capsys, numbers["97"], "--json")
+    assert code == 0 and json.loads(out)[0]["text"] == "97"
+    assert err == (
+        f"digitlab: using the newest reader run, {Path('runs/reader')} "
+        "(--checkpoint RUN_DIR to choose another)\n"
+    )
+
+
+def test_a_reader_run_reads_as_its_own_checkpoint(numbers, reader_run, capsys) -> None:
+    code, out, err = read(capsys, numbers["2026"], "--checkpoint", reader_run, "--json")
+    assert code == 0 and err == "" and json.loads(out)[0]["text"] == "2026"
+
+
+def test_a_classifier_without_a_reader_is_one_line(numbers, untrained_run, capsys) -> None:
+    code, out, err = read(capsys, numbers["97"], "--checkpoint", untrained_run)
+    assert code == EXIT_ERROR and out == ""
+    (line,) = err.splitlines()
+    assert "carries no number reader" in line and "digitlab train --recipe reader" in line
+    assert "drop --checkpoint" in line
+
+
+def test_predict_with_a_reader_run_is_one_line(numbers, reader_run, capsys) -> None:
+    assert main(["predict", str(numbers["97"]), "--checkpoint", str(reader_run)]) == EXIT_ERROR
+    out, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert out == "" and "is a number reader" in line and "not a digit classifier" in line
 
 
 @pytest.mark.parametrize(
@@ -133,9 +198,9 @@ def test_empty_folder_is_one_line(trained_run, tmp_path, capsys) -> None:
     [
         (["x.png", "--json", "--csv"], "argument --csv: not allowed with argument --json"),
         ([], "the following arguments are required: PATH"),
-        (["x.png", "--runtime", "tpu"], "argument --runtime: invalid choice"),
+        (["x.png", "--runtime", "onnx"], "unrecognized arguments: --runtime onnx"),
     ],
-    ids=["json-and-csv", "no-paths", "unknown-runtime"],
+    ids=["json-and-csv", "no-paths", "no-runtime"],
 )
 def test_bad_flags_are_one_line(capsys, argv, message) -> None:
     with pytest.raises(SystemExit) as exited:
@@ -149,6 +214,7 @@ def test_help_names_every_option(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["read", "--help"])
     out = capsys.readouterr().out
-    for option in ("--checkpoint", "--json", "--csv", "--show", "--device", "--runtime"):
+    for option in ("--checkpoint", "--json", "--csv", "--show", "--device", "--workers"):
         assert option in out
-    assert "left to right" in out
+    words = " ".join(out.split())  # argparse wraps the help
+    assert "--recipe reader" in words and "lines joined by ' / '" in words

@@ -10,13 +10,13 @@ import torch
 from digitlab.checkpoint import load_model, read_model_file
 from digitlab.config import make_config
 from digitlab.data import to_float
-from digitlab.training.ensemble import member_config, members_of_rank
 from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.export import PARITY_TOLERANCE, OnnxModel, compare_outputs, onnx_bytes
 from digitlab.models import Ensemble, create_model
 from digitlab.runs import RunPaths
 from digitlab.training import TrainingInterrupted, train
+from digitlab.training.ensemble import member_config, members_of_rank
 
 # Two lenets, one short epoch each: 12 steps of 100 images per member.
 QUICK = {

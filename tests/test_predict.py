@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wild_digits import make_outlined, make_wild_image, make_wild_set
 
 from digitlab.cli import main
 from digitlab.data import to_float
-from digitlab.predict import Predictor, expand_paths, predict_paths
+from digitlab.files import expand_paths
+from digitlab.predict import Predictor, predict_paths
 from digitlab.preprocess import preprocess_image
 from digitlab.runs import RunPaths
+from digitlab.synth.photos import make_outlined, make_wild_image, make_wild_set
 
 WILD_COUNT = 1000  # enough that one point of accuracy is ten digits
 

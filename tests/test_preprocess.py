@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wild_digits import make_outlined, make_tight_crop, make_wild_image
 
 from digitlab.errors import DigitlabError, ImageError
 from digitlab.preprocess import (
@@ -27,6 +26,7 @@ from digitlab.preprocess import (
     preprocess_path,
     preprocess_pixels,
 )
+from digitlab.synth.photos import make_outlined, make_tight_crop, make_wild_image
 
 # One clean rendering: black ink on white paper, 4× MNIST size, off-centre, no noise.
 CLEAN = {

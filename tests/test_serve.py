@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clean_numbers import first_of_each, number_picture
+from compare import same
 from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.exceptions import HTTPException
@@ -24,11 +24,14 @@ from starlette.exceptions import HTTPException
 from digitlab.data import MNIST, to_float
 from digitlab.errors import CheckpointError, ConfigError
 from digitlab.predict import Predictor
+from digitlab.pretrained import PACKAGED_MODEL
+from digitlab.read import FoundLines, NumberReader, find_lines
 from digitlab.serve import create_app
 from digitlab.serve.app import MAX_BODY_BYTES
-from digitlab.serve.batching import BatchingPredictor
+from digitlab.serve.batching import BatchingPredictor, BatchingReader
 from digitlab.serve.limits import BodySizeLimit
 from digitlab.serve.schemas import MAX_PIXELS_SIDE
+from digitlab.synth.clean_numbers import first_of_each, number_picture, page_picture
 
 REQUIRED_IDS = ("canvas", "overlay", "read", "reading", "predict", "clear", "prediction")
 FIRST = 300  # the test digits to pick each class's first from
@@ -93,10 +96,14 @@ def test_health_names_the_model(client: TestClient, run_dir: Path) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     health = response.json()
-    assert {k: health[k] for k in ("status", "model", "checkpoint", "missing")} == {
+    keys = ("status", "model", "checkpoint", "reader", "reader_checkpoint", "missing")
+    assert {k: health[k] for k in keys} == {
         "status": "ok",
         "model": "lenet",
         "checkpoint": str(run_dir / "model.safetensors"),
+        # A classifier's run carries no reader: the newest reader run's, else the packaged one.
+        "reader": "crnn",
+        "reader_checkpoint": str(PACKAGED_MODEL),
         "missing": [],
     }
     assert health["temperature"] > 0 and health["reject_threshold"] is not None
@@ -296,8 +303,10 @@ def assert_reads(answer: dict, text: str, width: int) -> None:
     assert lefts == sorted(lefts) and all(x + w <= width for x, _, w, _ in (
         d["box"] for d in answer["digits"]
     ))  # fmt: skip
-    assert 0 < answer["confidence"] <= min(d["probability"] for d in answer["digits"]) + 1e-9
-    assert answer["model"] == "lenet" and answer["latency_ms"] > 0
+    (number,) = answer["numbers"]
+    assert number["text"] == text and number["digits"] == answer["digits"]
+    assert 0 < answer["confidence"] == number["confidence"] <= 1
+    assert answer["model"] == "crnn" and answer["latency_ms"] > 0
 
 
 def test_read_png_upload(client: TestClient, number: np.ndarray) -> None:
@@ -321,6 +330,24 @@ def test_read_pixels_of_any_size_either_polarity(client: TestClient, number: np.
         assert_reads(response.json(), NUMBER, number.shape[1])
 
 
+def test_read_several_numbers_on_two_lines(client: TestClient, mnist: MNIST) -> None:
+    labels = mnist.test_labels.numpy()
+    lines = [[[mnist.test_images[i].numpy() for i in first_of_each(labels, text)]
+              for text in line.split()] for line in ("714 97", "2026")]  # fmt: skip
+    page = page_picture(lines)
+    response = client.post("/read", files={"file": ("page.png", png_bytes(page), "image/png")})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["text"] == "714 97\n2026"
+    assert [n["text"] for n in answer["numbers"]] == ["714", "97", "2026"]
+    assert [d for n in answer["numbers"] for d in n["digits"]] == answer["digits"]
+    top, right, bottom = (n["box"] for n in answer["numbers"])
+    assert top[0] + top[2] <= right[0] and max(top[1] + top[3], right[1] + right[3]) <= bottom[1]
+    assert answer["confidence"] == pytest.approx(
+        np.prod([n["confidence"] for n in answer["numbers"]])
+    )
+
+
 def test_read_boxes_match_between_pixels_and_upload(client: TestClient, number) -> None:
     by_pixels = client.post("/read", json={"pixels": number.tolist()}).json()
     by_upload = client.post("/read", files={"file": ("n.png", png_bytes(number))}).json()
@@ -338,8 +365,8 @@ def test_read_blank_gives_no_text_and_a_reason(client: TestClient, body: dict) -
     response = client.post("/read", json=body)
     assert response.status_code == 200
     answer = response.json()
-    assert answer["text"] is None and answer["digits"] == [] and answer["confidence"] is None
-    assert answer["reason"].startswith("no digit")
+    assert answer["text"] is None and answer["digits"] == [] and answer["numbers"] == []
+    assert answer["confidence"] is None and answer["reason"].startswith("no number found")
 
 
 @pytest.mark.parametrize(
@@ -608,38 +635,34 @@ def test_concurrent_predictions_share_one_forward_pass(run_dir: Path, digits) ->
     assert alone.probabilities == pytest.approx(together[0].probabilities, abs=1e-6)
 
 
-def test_reading_in_a_worker_thread_predicts_on_the_event_loop(run_dir: Path, number) -> None:
-    """/read segments in a worker thread; the bridge runs its forward passes on the loop's
-    thread, through the batcher, with the same answers as a direct call."""
+def test_concurrent_readings_share_the_readers_forward_passes(number, mnist) -> None:
+    """/read finds each picture's lines off the loop; the reader's forward passes run on the
+    event loop, the line images of concurrent requests together, with the library's answers."""
     import threading
 
-    from starlette.concurrency import run_in_threadpool
+    reader = NumberReader.from_checkpoint(PACKAGED_MODEL, "cpu")
+    pictures = [Image.fromarray(number), Image.fromarray(255 - number)]
+    found = [find_lines(picture) for picture in pictures]
+    assert all(isinstance(f, FoundLines) for f in found)
+    direct = [reader.read_image(picture).to_dict() for picture in pictures]
+    calls: list[tuple[int, int]] = []  # (pictures in the batch, thread)
+    read_found = reader.read_found
 
-    from digitlab.read import read_image
-    from digitlab.serve.batching import ThreadBridgePredictor
+    def recording(batch):
+        calls.append((len(batch), threading.get_ident()))
+        return read_found(batch)
 
-    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors", "cpu")
-    picture = Image.fromarray(number)
-    direct = read_image(predictor, picture)
-    passes_ran_on: list[int] = []
-    predict_tensor = predictor.predict_tensor
+    reader.read_found = recording  # type: ignore[method-assign]
+    batcher = BatchingReader(reader)
 
-    def recording(pixels: torch.Tensor):
-        passes_ran_on.append(threading.get_ident())
-        return predict_tensor(pixels)
+    async def read_both():
+        readings = await asyncio.gather(*(batcher.read(f) for f in found))
+        return readings, threading.get_ident()
 
-    predictor.predict_tensor = recording  # type: ignore[method-assign]
-    bridge = ThreadBridgePredictor(BatchingPredictor(predictor))
-
-    async def read_in_a_thread():
-        return await run_in_threadpool(read_image, bridge, picture), threading.get_ident()
-
-    bridged, loop_thread = asyncio.run(read_in_a_thread())
-    assert passes_ran_on and set(passes_ran_on) == {loop_thread}
-    assert bridged.text == direct.text == NUMBER
-    assert [d.box for d in bridged.digits] == [d.box for d in direct.digits]
-    for ours, theirs in zip(bridged.digits, direct.digits, strict=True):
-        assert ours.probability == pytest.approx(theirs.probability, abs=1e-6)
+    readings, loop_thread = asyncio.run(read_both())
+    assert calls == [(2, loop_thread)]  # one pass for both, on the loop's thread
+    assert same([r.to_dict() for r in readings], direct)  # up to the batch's rounding
+    assert readings[0].text == NUMBER
 
 
 def test_a_failing_batch_fails_each_of_its_requests(run_dir: Path) -> None:
@@ -720,23 +743,46 @@ def test_serve_with_a_damaged_checkpoint_prints_one_line(run_dir: Path, tmp_path
     assert str(damaged / "model.safetensors") in lines[0]
 
 
-def test_model_is_loaded_once_in_the_lifespan(run_dir: Path, monkeypatch) -> None:
+def test_models_are_loaded_once_in_the_lifespan(run_dir: Path, monkeypatch) -> None:
+    """create_app checks both checkpoints on the CPU; the lifespan loads each once, for
+    serving, and no request loads anything."""
     import digitlab.serve.app as app_module
 
-    loads: list[Path] = []
-    real_load = app_module.Predictor.from_checkpoint
+    loads: list[tuple[Path, str]] = []
+    real_load = app_module.load_bundle
 
     def counting_load(path: Path, *args, **kwargs):
-        loads.append(path)
+        loads.append((Path(path), kwargs.get("device", "auto")))
         return real_load(path, *args, **kwargs)
 
-    monkeypatch.setattr(app_module.Predictor, "from_checkpoint", counting_load)
+    monkeypatch.setattr(app_module, "load_bundle", counting_load)
     app = create_app(run_dir)
-    assert loads == []  # not at creation: at startup
+    checked = [(run_dir / "model.safetensors", "cpu"), (PACKAGED_MODEL, "cpu")]
+    assert loads == checked  # checked at creation, on the CPU
     with TestClient(app) as client:
         # torch's thread count is per OS thread (OpenMP): ask the event loop's, which runs
         # every forward pass. One thread serves tiny batches fastest.
         assert client.portal.call(torch.get_num_threads) == 1  # type: ignore[union-attr]
         for _ in range(3):
             client.post("/predict", json={"pixels": [[0] * 28] * 28})
-    assert loads == [run_dir / "model.safetensors"]
+            client.post("/read", json={"pixels": [[0] * 28] * 28})
+    served = [(run_dir / "model.safetensors", "auto"), (PACKAGED_MODEL, "auto")]
+    assert loads == checked + served
+
+
+def test_serve_reads_with_the_reader_it_is_given(run_dir, reader_run, untrained_run, number):
+    """--reader RUN: that reader; a checkpoint that carries one: its own; a classifier's run
+    as --reader, or a reader's run as the checkpoint, fails before serving."""
+    app = create_app(run_dir, reader=reader_run)
+    assert app.state.reader_checkpoint == str(reader_run / "model.safetensors")
+    with TestClient(app) as client:
+        answer = client.post("/read", files={"file": ("n.png", png_bytes(number))}).json()
+        assert client.get("/health").json()["reader_checkpoint"] == str(
+            reader_run / "model.safetensors"
+        )
+    assert answer["text"] == NUMBER
+    assert create_app(PACKAGED_MODEL).state.reader_checkpoint == str(PACKAGED_MODEL)
+    with pytest.raises(CheckpointError, match="carries no number reader"):
+        create_app(run_dir, reader=untrained_run)
+    with pytest.raises(CheckpointError, match="is a number reader"):
+        create_app(reader_run)

@@ -13,12 +13,12 @@ from torch import nn
 from digitlab.checkpoint import load_model, load_training_state, read_model_file
 from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
-from digitlab.training.ensemble import member_config
 from digitlab.errors import CheckpointError
 from digitlab.evaluate import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
-from digitlab.training.loop import Training
 from digitlab.training import NonFiniteLossError, TrainingInterrupted, load_run_config, train
+from digitlab.training.ensemble import member_config
+from digitlab.training.loop import Training
 
 # Small enough to train in about a second, large enough to span several batches per epoch.
 QUICK = {"subset": 1200, "batch_size": 100, "epochs": 2, "threads": 2}

@@ -1,13 +1,14 @@
 """Train the "not a digit" detector shipped as src/digitlab/pretrained/rejector.safetensors.
 
-    PYTHONPATH=src python tools/make_rejector.py [--seed 0] [--threads 1]
+    python tools/make_rejector.py [--seed 0] [--threads 1]
 
 It trains on a sample of the 55,000 training images that every recipe trains on (the fixed
 5,000-image held-out split is left out) against generated doodles and letters, pairs of those
 training digits side by side and slices of them (digitlab.synth.nondigits), and sets its threshold
 on the 5,000 held-out digits at digitlab.reject.FALSE_REJECTION_RATE. A few minutes on two
 CPU cores; every `digitlab train` then copies it into its checkpoint. To put it into the
-packaged model without retraining the classifier: scripts/embed_rejector.py.
+packaged model without retraining the classifier: scripts/make_pretrained.py --embed-rejector.
+The training itself is digitlab.synth.rejector's.
 
 Deterministic: the same seed, fonts and thread count give the same weights.
 """
@@ -22,14 +23,15 @@ import torch
 import digitlab
 from digitlab.config import HELD_OUT
 from digitlab.data import DATA_CHECKSUM, load_mnist, split_validation
+from digitlab.reject import PACKAGED
 from digitlab.synth.nondigits import bundled_fonts
-from digitlab.reject import PACKAGED, fit_rejector, save_packaged
+from digitlab.synth.rejector import fit_rejector, save_packaged
 
 # Fonts the detector learns letters (and typed digits) from, besides matplotlib's DejaVu, when
 # installed: handwriting (Debian: fonts-comic-neue, fonts-humor-sans, fonts-dkg-handwriting,
 # fonts-bwht) and the URW and Liberation families (fonts-urw-base35, fonts-liberation). The
-# tests' letters come from four others (tests/non_digits.py), so they measure letters in
-# fonts the detector never saw.
+# tests' letters come from the handwriting families held out from training
+# (digitlab.synth.fonts.HELD_OUT_FAMILIES, drawn by digitlab.synth.marks); comic-neue is in both.
 TRAINING_FONT_DIRS = (
     "comic-neue",
     "humor-sans",

@@ -8,9 +8,11 @@ The Python API, as `notebooks/walkthrough.ipynb` uses it:
     config = digitlab.make_config("default", epochs=2)    # a recipe, fields overridden
     result = digitlab.train(config, mnist, "runs/mine")   # train, checkpoint, write the run
     report = digitlab.write_run_report("runs/mine", mnist)   # evaluation, plots, report.md
-    predictor = digitlab.Predictor.from_checkpoint(digitlab.default_checkpoint())
+    predictor = digitlab.Predictor.from_checkpoint()      # the newest run, else the packaged
     digitlab.predict_paths(predictor, ["photo.jpg"])      # photos and scans of single digits
-    digitlab.read_paths(predictor, ["meter.jpg"])         # whole numbers: "2026", with boxes
+    reader = digitlab.NumberReader.from_checkpoint()      # the newest reader run, else packaged
+    digitlab.read_paths(reader, ["meter.jpg"])            # numbers: "2026", lines, boxes
+    bundle = digitlab.load_bundle("runs/mine")            # one checkpoint's models, read once
     digitlab.export_checkpoint(checkpoint, "model.onnx", "onnx")
 
 Importing the package stays light: each name below is imported from its module on first use
@@ -35,9 +37,12 @@ _API: dict[str, tuple[str, str]] = {
     "write_run_report": ("digitlab.report", "write_run_report"),
     "load_model": ("digitlab.checkpoint", "load_model"),
     "default_checkpoint": ("digitlab.runs", "default_checkpoint"),
+    "load_bundle": ("digitlab.bundle", "load_bundle"),
     "Predictor": ("digitlab.predict", "Predictor"),
     "predict_paths": ("digitlab.predict", "predict_paths"),
+    "NumberReader": ("digitlab.read", "NumberReader"),
     "read_image": ("digitlab.read", "read_image"),
+    "read_images": ("digitlab.read", "read_images"),
     "read_paths": ("digitlab.read", "read_paths"),
     "export_checkpoint": ("digitlab.export", "export_checkpoint"),
 }
@@ -53,14 +58,18 @@ __all__ = [
     "write_run_report",
     "load_model",
     "default_checkpoint",
+    "load_bundle",
     "Predictor",
     "predict_paths",
+    "NumberReader",
     "read_image",
+    "read_images",
     "read_paths",
     "export_checkpoint",
 ]
 
 if TYPE_CHECKING:
+    from digitlab.bundle import load_bundle
     from digitlab.checkpoint import load_model
     from digitlab.config import list_recipes, make_config
     from digitlab.data import load_mnist
@@ -68,7 +77,7 @@ if TYPE_CHECKING:
     from digitlab.export import export_checkpoint
     from digitlab.models import list_models
     from digitlab.predict import Predictor, predict_paths
-    from digitlab.read import read_image, read_paths
+    from digitlab.read import NumberReader, read_image, read_images, read_paths
     from digitlab.report import write_run_report
     from digitlab.runs import default_checkpoint
     from digitlab.training import train

@@ -19,16 +19,18 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from digitlab.checkpoint import load_model, read_model_file, save_model
-from digitlab.config import TrainConfig
 from digitlab.data import MNIST, split_validation
 from digitlab.evaluate import NUM_CLASSES, Evaluation, predict_log_probs
+
+if TYPE_CHECKING:  # applying a temperature (`TemperatureScaled`) needs no training code
+    from digitlab.config import TrainConfig
 
 ECE_BINS = 15  # as in Guo et al.; the issue's definition
 NO_HOLDOUT = (
@@ -82,9 +84,7 @@ def scale_log_probs(log_probs: torch.Tensor, temperature: float) -> torch.Tensor
 def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     """The T > 0 that minimises the NLL of `log_probs / T` on these labelled images."""
     log_probs = log_probs.double()
-    return minimise_temperature(
-        lambda t: F.nll_loss(scale_log_probs(log_probs, t), labels).item()
-    )
+    return minimise_temperature(lambda t: F.nll_loss(scale_log_probs(log_probs, t), labels).item())
 
 
 def minimise_temperature(nll: Callable[[float], float]) -> float:
@@ -143,19 +143,8 @@ def missing_calibration(metadata: dict[str, Any]) -> str | None:
     return str(calibration["reason"]) if calibration else OLD_CHECKPOINT
 
 
-def load_calibrated_model(
-    path: Path, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """`load_model`, with the checkpoint's temperature applied when it has one."""
-    model, metadata = load_model(path, device)
-    temperature = temperature_of(metadata)
-    if temperature is not None:
-        model = TemperatureScaled(model, temperature).eval()
-    return model, metadata
-
-
 def calibrate_run(
-    config: TrainConfig, mnist: MNIST, checkpoint: Path, model: nn.Module, device: torch.device
+    config: "TrainConfig", mnist: MNIST, checkpoint: Path, model: nn.Module, device: torch.device
 ) -> dict[str, Any]:
     """Fit the temperature on the run's held-out training images and store it, with the
     "not a digit" detector and its threshold, in `checkpoint` (`model`'s finished file).

@@ -136,6 +136,13 @@ def checkpoint_metadata(
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The model's weights (not the extra tensors) and the metadata of a `model.safetensors`,
     or a CheckpointError saying why not."""
+    tensors, metadata = read_checkpoint(path)
+    return {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)}, metadata
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every tensor of a `model.safetensors` (the extra ones too) and its metadata, read in one
+    pass; or a CheckpointError saying why not."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -143,11 +150,7 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = json.loads((f.metadata() or {})[METADATA_KEY])
-            tensors = {
-                key: f.get_tensor(key)
-                for key in f.keys()  # noqa: SIM118 (not a dict)
-                if not key.startswith(EXTRA_PREFIXES)
-            }
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as err:  # safetensors raises several types for damaged files
         raise CheckpointError(
             f"{path} is not a valid digitlab checkpoint (damaged, tampered with, or not a "
@@ -156,6 +159,11 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if not isinstance(metadata, dict) or "model" not in metadata:
         raise CheckpointError(f"{path} has no digitlab metadata; it was not written by digitlab")
     return tensors, metadata
+
+
+def tensors_under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named `prefix` + name, by name (e.g. the detector's under "rejector.")."""
+    return {name[len(prefix) :]: t for name, t in tensors.items() if name.startswith(prefix)}
 
 
 def add_metadata(path: Path, entries: dict[str, Any]) -> None:
@@ -181,26 +189,37 @@ def embed_tensors(
     kept = {name: t for name, t in load_file(str(path)).items() if not name.startswith(prefix)}
     added = {prefix + name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(kept | added, str(tmp), metadata={METADATA_KEY: json.dumps(metadata | {key: entry})})
+        entries = {METADATA_KEY: json.dumps(metadata | {key: entry})}
+        save_file(kept | added, str(tmp), metadata=entries)
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint names and load its weights: (model in eval mode, metadata)."""
+    tensors, metadata = read_model_file(path)
+    return build_checkpoint_model(path, metadata, tensors).to(device).eval(), metadata
+
+
+def build_checkpoint_model(
+    path: Path, metadata: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> nn.Module:
+    """The model `metadata` names (an ensemble of `members` of it), with the weights among
+    `tensors` (the extra ones are left out); a CheckpointError if they do not fit. `path`
+    only names the checkpoint in the error."""
     from digitlab.models import build_model
 
-    tensors, metadata = read_model_file(path)
     members = metadata.get("members", 1)
     if not isinstance(members, int) or members < 1:
         raise CheckpointError(f"{path} has invalid metadata: members = {members!r}")
     model = build_model(metadata["model"], members)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)}
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict(weights)
     except RuntimeError as err:
         first_line = str(err).splitlines()[0]
         raise CheckpointError(
             f"{path} does not fit model {metadata['model']!r}: {first_line}"
         ) from err
-    return model.to(device).eval(), metadata
+    return model
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ N is a dynamic axis, so one file serves single images and large batches. The "no
 detector is not exported.
 
 `OnnxModel` runs an ONNX file (or in-memory bytes) with ONNX Runtime behind the interface of a
-PyTorch model, which is how `Predictor.from_checkpoint(..., runtime="onnx")` uses it.
+PyTorch model, which is how `load_bundle(..., runtime="onnx")` (and so `Predictor`) uses it.
 
 onnx and onnxruntime are optional (`pip install 'digitlab[export]'`) and imported only here,
 inside the functions that need them.
@@ -22,12 +22,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from digitlab.calibrate import load_calibrated_model
 from digitlab.checkpoint import atomic_path
 from digitlab.errors import CheckpointError, ConfigError, DigitlabError
 from digitlab.extras import require
@@ -140,8 +138,15 @@ def export_checkpoint(checkpoint: Path, out: Path, format: str) -> Path:
     Raises ExportError if the export does not reproduce the model within PARITY_TOLERANCE;
     nothing is written then.
     """
+    from digitlab.bundle import load_bundle
+
     to_bytes = _exporter(format)
-    model, _ = load_calibrated_model(checkpoint, "cpu")
+    model = load_bundle(checkpoint, device="cpu").classifier
+    if model is None:
+        raise ExportError(
+            f"{checkpoint} is a number reader; only digit classifiers export (its contract is "
+            "one 28×28 digit in, ten log-probabilities out)"
+        )
     data = to_bytes(model)
     pixels = torch.rand(PARITY_BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -242,18 +247,15 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(log_probs)
 
 
-def load_onnx_model(
-    checkpoint: Path, device: str = "auto", *, threads: int | None = None
-) -> tuple[OnnxModel, dict[str, Any]]:
-    """A checkpoint's model exported to ONNX in memory and run by ONNX Runtime; and its metadata.
+def onnx_runtime_model(model: nn.Module, *, threads: int | None = None) -> OnnxModel:
+    """`model` (calibrated, as a checkpoint is loaded) exported to ONNX in memory and run by
+    ONNX Runtime on the CPU.
 
     `threads=None` follows torch's thread setting (`torch.get_num_threads()`), so whatever
     limits torch's threads (e.g. `digitlab serve --threads`) limits ONNX Runtime's too.
     """
-    check_onnx_runtime(device)
-    model, metadata = load_calibrated_model(checkpoint, "cpu")
     threads = torch.get_num_threads() if threads is None else threads
-    return OnnxModel(onnx_bytes(model), threads=threads), metadata
+    return OnnxModel(onnx_bytes(model), threads=threads)
 
 
 def check_onnx_runtime(device: str = "auto") -> None:

@@ -1,6 +1,6 @@
 """Streamed, resumable JSONL output: one line per file, written as soon as the file is read.
 
-    from digitlab.bulk import predict_stream
+    from digitlab.predict import predict_stream
     failed = write_jsonl(paths, functools.partial(predict_stream, predictor),
                          out=Path("out.jsonl"), skip_done=Path("out.jsonl"), workers=2)
 
@@ -42,11 +42,11 @@ def write_jsonl(
     """Write one JSON line per file of `paths` to `out` and return how many could not be read
     (summed over every rank under torchrun).
 
-    `stream(paths, workers=N)` yields one result per path, in order (`bulk.predict_stream` or
-    `bulk.read_stream` with the predictor bound). `out` is a file, or an open text stream such
-    as `sys.stdout`; under torchrun it must be a file (rank 0 joins the ranks' parts into it).
-    `skip_done` leaves out the files an earlier output holds; when it is `out`, the new lines are
-    appended to it."""
+    `stream(paths, workers=N)` yields one result per path, in order (`predict.predict_stream`
+    with the predictor bound, or `read.read_stream` with the reader). `out` is a file, or an
+    open text stream such as `sys.stdout`; under torchrun it must be a file (rank 0 joins the
+    ranks' parts into it). `skip_done` leaves out the files an earlier output holds; when it is
+    `out`, the new lines are appended to it."""
     from digitlab import distributed
 
     if skip_done is not None:

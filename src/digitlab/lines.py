@@ -88,7 +88,8 @@ def find_numbers(ink: np.ndarray) -> list[NumberImage]:
     level_ink, level_mask, rotation = _levelled(ink, mask, angle)
     numbers: list[NumberImage] = []
     for index, (top, bottom) in enumerate(_bands(level_mask)[:MAX_LINES]):
-        for left, right in _runs(level_mask[top:bottom].any(axis=0), NUMBER_GAP * (bottom - top)):
+        inked = np.asarray(level_mask[top:bottom].any(axis=0))
+        for left, right in _runs(inked, NUMBER_GAP * (bottom - top)):
             numbers.append(_crop(level_ink, (top, bottom, left, right), index, rotation))
             if len(numbers) == MAX_NUMBERS:
                 return numbers
@@ -153,7 +154,9 @@ def _shrunk(mask: np.ndarray, side: int) -> np.ndarray:
     h, w = mask.shape[0] // factor * factor, mask.shape[1] // factor * factor
     if h == 0 or w == 0:
         return mask
-    return mask[:h, :w].reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    return np.asarray(
+        mask[:h, :w].reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+    )
 
 
 def _levelled(
@@ -177,7 +180,7 @@ def _levelled(
 
 def _bands(mask: np.ndarray) -> list[tuple[int, int]]:
     """(top, bottom) of each line of text, bottom exclusive."""
-    runs = _runs(mask.any(axis=1), 0)
+    runs = _runs(np.asarray(mask.any(axis=1)), 0)
     joined: list[tuple[int, int]] = []
     for top, bottom in runs:
         if joined:

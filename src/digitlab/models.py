@@ -9,6 +9,7 @@ on all. A reader maps line images `(N, 1, 32, W)` to CTC frames (see `digitlab.r
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ _TASK: dict[str, str] = {}
 
 def register_model(
     fn: Callable[..., nn.Module] | None = None, *, task: str = "digits"
-) -> Callable[..., nn.Module]:
+) -> Callable[..., Any]:
     """Decorator: register a model factory under its function name (`@register_model`, or
     `@register_model(task="numbers")` for a number reader)."""
 
@@ -42,7 +43,7 @@ def list_models(task: str | None = None) -> list[str]:
 
 
 def task_of(name: str) -> str:
-    """"digits" for a classifier, "numbers" for a number reader."""
+    """What a model does: "digits" for a classifier, "numbers" for a number reader."""
     _factory(name)  # a clear error for an unknown name
     return _TASK[name]
 

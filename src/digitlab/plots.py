@@ -33,6 +33,7 @@ TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 MAX_LABELLED_EPOCHS = 20  # up to this many epochs, every one gets a tick
 READING_INCHES = 8.0  # the longer side of an image drawn by `plot_reading`
 BOX_COLOR = "#d62728"  # boxes around the digits read, red on any paper
+NUMBER_BOX_COLOR = "#1f77b4"  # dashed boxes around whole numbers, with their confidence
 HEAT = "RdBu_r"  # attribution maps: red for the class, blue against it, white for nothing
 OUTLINE_LEVEL = 0.5  # the strokes are outlined where the view is this bright (of 1)
 OUTLINE_COLOR = "#444444"
@@ -226,10 +227,10 @@ def plot_heat_maps(
     return _save(figure, path)
 
 
-def plot_reading(original: Image.Image, digits: Sequence[Any], title: str, path: Path) -> Path:
-    """An image with a box around each digit read and the digit with its probability above
-    it (what `read --show` writes). `digits` are `read.ReadDigit`s: box (x, y, w, h) in the
-    image's pixels."""
+def plot_reading(original: Image.Image, numbers: Sequence[Any], title: str, path: Path) -> Path:
+    """An image with a box around each number read, and around each of its digits the digit's
+    box with the digit above it (what `read --show` writes). `numbers` are `read.ReadNumber`s:
+    boxes (x, y, w, h) in the image's pixels."""
     from matplotlib.patches import Rectangle
 
     width, height = original.size
@@ -241,18 +242,29 @@ def plot_reading(original: Image.Image, digits: Sequence[Any], title: str, path:
     axes.set_title(title, fontsize=11)
     axes.set_xticks([])
     axes.set_yticks([])
-    for digit in digits:
-        x, y, w, h = digit.box
+    for number in numbers:
+        x, y, w, h = number.box
         # Pixel i covers [i - 0.5, i + 0.5] in imshow's coordinates.
-        box = Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=BOX_COLOR, linewidth=1.5)
-        axes.add_patch(box)
-        label = "?" if digit.digit is None else str(digit.digit)
-        axes.text(
-            x - 0.5, y - 1.5, f"{label} {digit.probability:.0%}", color="white", fontsize=9,
-            va="bottom", bbox={"facecolor": BOX_COLOR, "edgecolor": "none", "pad": 1.5},
+        axes.add_patch(
+            Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=NUMBER_BOX_COLOR,
+                      linewidth=1.0, linestyle="--")
         )  # fmt: skip
-    if not digits:
-        axes.set_xlabel("no digits found", color="#666666")
+        axes.text(
+            x - 0.5, y + h, f"{number.confidence:.0%}", color=NUMBER_BOX_COLOR, fontsize=8,
+            va="top",
+        )  # fmt: skip
+        for digit in number.digits:
+            x, y, w, h = digit.box
+            box = Rectangle(
+                (x - 0.5, y - 0.5), w, h, fill=False, edgecolor=BOX_COLOR, linewidth=1.5
+            )
+            axes.add_patch(box)
+            axes.text(
+                x - 0.5, y - 1.5, str(digit.digit), color="white", fontsize=9, va="bottom",
+                bbox={"facecolor": BOX_COLOR, "edgecolor": "none", "pad": 1.5},
+            )  # fmt: skip
+    if not numbers:
+        axes.set_xlabel("no number found", color="#666666")
     return _save(figure, path)
 
 

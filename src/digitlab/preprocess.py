@@ -20,7 +20,7 @@ undoes each difference in turn:
 6. hollow strokes (an outline font, a stroke traced twice) filled; crop to the ink, longest
    side to 20 px (Lanczos), paste by centre of mass into 28×28.
 
-Measured on 100 real MNIST test digits rendered as random photos by `tests/wild_digits.py`:
+Measured on 100 real MNIST test digits rendered as random photos by `digitlab.synth.photos`:
 the result correlates with the original digit at 0.945 on average (0.85 at the 10th
 percentile; a naive resize: -0.15), in about 5 ms for a 200×200 photo on one CPU core. A
 clean MNIST digit comes back unchanged up to 3 grey levels.
@@ -100,7 +100,7 @@ EDGE_MARGIN = 2
 # closing adds more than HOLLOW_SHARE of their area: on 1,200 MNIST test digits drawn as photos
 # (wild, tight, blurred, low-res) it adds at most 0.30 (99% under 0.21); on digits typed in the
 # outline font femkeklaver at least 0.30 (median 0.52), on outlined MNIST digits (dilated less
-# eroded strokes, tests/wild_digits.py) 0.41 or more for 80% of them. Strokes are ink above
+# eroded strokes, digitlab.synth.photos) 0.41 or more for 80% of them. Strokes are ink above
 # HOLLOW_INK_LEVEL.
 HOLLOW_CLOSING = 0.15
 HOLLOW_SHARE = 0.4
@@ -458,9 +458,9 @@ def fill_hollow_strokes(ink: np.ndarray) -> np.ndarray:
 
     An outlined stroke is two thin parallel lines around a gap; shrunk to MNIST's 20 px, every
     such digit looks like a mess of loops and reads as an 8. This is done here, on one digit's
-    ink, rather than on the whole picture or in segmentation, because "thin" is relative to the
-    digit's height, which only one digit's ink tells; and every path to the model (a single
-    digit, the parts segmentation scores, the digits read) passes through here.
+    ink, rather than on the whole picture, because "thin" is relative to the digit's height,
+    which only one digit's ink tells; and every digit on its way to the classifier passes
+    through here.
     """
     import cv2
 

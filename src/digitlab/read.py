@@ -1,5 +1,9 @@
 """Read the numbers in pictures: image files or images → text, numbers, digits and their boxes.
 
+    reader = NumberReader.from_checkpoint()       # the newest reader run, else the packaged one
+    reading = read_image(reader, Image.open("meter.jpg"))
+    reading.text                                  # "2026", or "714 2026\n13" for two lines
+
 Two stages, so that the first can run in worker processes without a model:
 
 1. `find_lines(image)`: the picture's ink (`preprocess.find_ink`), its lines and the numbers
@@ -10,29 +14,34 @@ Two stages, so that the first can run in worker processes without a model:
 
 A number whose decoded string is empty is no number (a word, a doodle); one whose calibrated
 confidence is under the reader's threshold is refused as "not a number". A picture with no
-number left answers `text: None` and says why.
+number left answers `text: None` and says why. `read_stream` reads many files in order, the
+first stage in worker processes if asked; `read_paths` collects it.
 """
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from digitlab.errors import DigitlabError
-from digitlab.lines import NumberImage, find_numbers
+from digitlab.errors import CheckpointError, DigitlabError
+from digitlab.lines import STROKE_LEVEL, NumberImage, find_numbers
 from digitlab.reader import (
-    CRNN,
     batch_lines,
     greedy_decode,
     padded_width,
     scale_log_probs,
     string_log_probability,
 )
+from digitlab.workers import BATCH, stream
+
+if TYPE_CHECKING:
+    from digitlab.bundle import Bundle
 
 # Reading looks at pictures in more detail than one digit needs: lines of small digits on a
 # page must keep a few pixels of height each after the picture is reduced.
@@ -140,7 +149,7 @@ class NumberReader:
 
     def __init__(
         self,
-        model: CRNN,
+        model: torch.nn.Module,
         *,
         temperature: float = 1.0,
         threshold: float | None = None,
@@ -152,6 +161,33 @@ class NumberReader:
         self.temperature = temperature
         self.threshold = threshold
         self.metadata = metadata or {}
+
+    @classmethod
+    def from_bundle(cls, bundle: "Bundle") -> "NumberReader":
+        """The reader of a loaded checkpoint (`digitlab.bundle.load_bundle`): a reader run's
+        own, or the one a classifier's checkpoint carries; a CheckpointError if it has none."""
+        if bundle.reader is None:
+            raise CheckpointError(
+                f"{bundle.path} carries no number reader (it is a {bundle.metadata['model']} "
+                "digit classifier): pass a reader run (`digitlab train --recipe reader`) to "
+                "--checkpoint, or drop --checkpoint to use the packaged reader"
+            )
+        return bundle.reader
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str = "auto"
+    ) -> "NumberReader":
+        """`from_bundle(load_bundle(path, ...))`: a `.safetensors` file or a run folder; None =
+        the newest reader run under ./runs, else the packaged model's reader."""
+        from digitlab.bundle import load_bundle
+
+        return cls.from_bundle(load_bundle(path, device=device, task="numbers"))
+
+    @property
+    def model_name(self) -> str:
+        """The reader's registry name, e.g. "crnn"."""
+        return str((self.metadata.get("reader") or {}).get("model") or self.metadata["model"])
 
     def read_images(self, images: Sequence[Image.Image]) -> list[Reading]:
         """The numbers in each picture; every line image of them in a few forward passes."""
@@ -207,13 +243,31 @@ class NumberReader:
 
 
 def _read_number(number: NumberImage, digits: list, confidence: float, scale: float) -> ReadNumber:
+    inked = np.flatnonzero((number.pixels >= STROKE_LEVEL).any(axis=0))
     read = [
-        ReadDigit(d.digit, d.probability, _picture_box(number.box(*d.columns), scale))
-        for d in digits
+        ReadDigit(d.digit, d.probability, _picture_box(number.box(*span), scale))
+        for d, span in zip(digits, _digit_spans(digits, inked, number.pixels.shape[1]), strict=True)
     ]
-    whole = _picture_box(number.box(0, number.pixels.shape[1] - 1), scale)
+    ends = (int(inked[0]), int(inked[-1])) if inked.size else (0, number.pixels.shape[1] - 1)
+    whole = _picture_box(number.box(*ends), scale)
     text = "".join(str(d.digit) for d in read)
     return ReadNumber(text, confidence, whole, read, number.line)
+
+
+def _digit_spans(digits: list, inked: np.ndarray, width: int) -> list[tuple[int, int]]:
+    """Each digit's line-image columns. The frames that emit a digit (its CTC alignment) are
+    often a few columns of its glyph: its span reaches halfway to its neighbours' frames, then
+    shrinks to the columns holding ink (`inked`, sorted), so its box is its glyph's."""
+    spans = []
+    for index, digit in enumerate(digits):
+        first, last = digit.columns
+        left = 0 if index == 0 else (digits[index - 1].columns[1] + first) // 2 + 1
+        right = (
+            width - 1 if index == len(digits) - 1 else (last + digits[index + 1].columns[0]) // 2
+        )
+        own = inked[(inked >= left) & (inked <= right)]
+        spans.append((int(own[0]), int(own[-1])) if own.size else (first, min(last, width - 1)))
+    return spans
 
 
 def _picture_box(box: tuple[float, float, float, float], scale: float) -> Box:
@@ -223,70 +277,75 @@ def _picture_box(box: tuple[float, float, float, float], scale: float) -> Box:
     return left, top, math.ceil((x + w) * scale) - left, math.ceil((y + h) * scale) - top
 
 
-def read_paths(
+def read_image(reader: NumberReader, image: Image.Image) -> Reading:
+    """The numbers in one picture."""
+    return reader.read_image(image)
+
+
+def read_images(reader: NumberReader, images: Sequence[Image.Image]) -> list[Reading]:
+    """The numbers in each picture; the line images of all of them in a few forward passes."""
+    return reader.read_images(images)
+
+
+def read_stream(
     reader: NumberReader,
-    paths: Sequence[Path],
+    paths: Iterable[Path],
     *,
-    batch_size: int = 64,
-    on_progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    batch_size: int = BATCH,
+) -> Iterator[Reading]:
+    """Read the numbers in each of `paths`, yielding one `Reading` per file in input order.
+
+    `workers` = 1 does everything in this process; more starts that many worker processes
+    (`digitlab.workers`) that open each picture and find its lines, with no model, while this
+    process reads the line images of a batch of files together. Unreadable files become
+    readings with `error` set."""
+    finish = functools.partial(_read_files, reader)
+    return stream(paths, find_lines_chunk, finish, workers=workers, batch_size=batch_size)
+
+
+def read_paths(
+    reader: NumberReader, paths: Sequence[Path], *, workers: int = 1, batch_size: int = BATCH
 ) -> list[Reading]:
-    """Open and read image files in chunks; unreadable files become readings with an error."""
+    """`read_stream` collected."""
+    return list(read_stream(reader, paths, workers=workers, batch_size=batch_size))
+
+
+@dataclass(frozen=True)
+class _FoundFile:
+    """One file's lines as `find_lines` found them (or why there are none), or its error."""
+
+    path: Path
+    found: FoundLines | str | None  # None when the file could not be read
+    error: str | None = None
+
+
+def find_lines_chunk(paths: Sequence[Path]) -> list[_FoundFile]:
+    """Open each file and find its numbers' line images (in a worker process or here)."""
     from digitlab.images import open_image
 
-    readings: list[Reading] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        found: list[FoundLines | str] = []
-        errors: dict[int, str] = {}
-        for index, path in enumerate(chunk):
-            try:
-                found.append(find_lines(open_image(path)))
-            except DigitlabError as err:
-                errors[index] = str(err)
-        read = iter(reader.read_found(found))
-        for index, path in enumerate(chunk):
-            error = errors.get(index)
-            readings.append(Reading(path, error=error) if error else replace(next(read), path=path))
-        if on_progress is not None:
-            on_progress(len(chunk))
-    return readings
+    found = []
+    for path in paths:
+        try:
+            found.append(_FoundFile(path, find_lines(open_image(path))))
+        except DigitlabError as err:
+            found.append(_FoundFile(path, None, error=str(err)))
+    return found
 
 
-READER_PREFIX = "reader."  # a reader carried by a classifier's checkpoint (the packaged one)
+def find_lines_in(data: bytes) -> FoundLines | str:
+    """`find_lines` of an image file's bytes (what `digitlab serve`'s workers do for /read);
+    ImageError if they are no readable image."""
+    from digitlab.images import open_image
+
+    return find_lines(open_image(data))
 
 
-def load_number_reader(
-    checkpoint: str | Path | None = None, device: torch.device | str = "cpu"
-) -> NumberReader:
-    """The sequence reader of a checkpoint: a reader run's own model, or the reader a
-    classifier's checkpoint carries (tensors `reader.*`); None = the newest run, else the
-    packaged model."""
-    from safetensors import safe_open
-
-    from digitlab.checkpoint import METADATA_KEY
-    from digitlab.errors import CheckpointError
-    from digitlab.runs import resolve_checkpoint
-
-    path = resolve_checkpoint(checkpoint)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = __import__("json").loads((f.metadata() or {})[METADATA_KEY])
-        own = metadata.get("model") == "crnn"
-        prefix = "" if own else READER_PREFIX
-        state = {
-            name[len(prefix) :]: f.get_tensor(name)
-            for name in f.keys()  # noqa: SIM118 (not a dict)
-            if name.startswith(prefix)
-            and (not own or "." in name and not name.startswith("rejector."))
-        }
-    if not state:
-        raise CheckpointError(f"{path} holds no number reader")
-    model = CRNN()
-    model.load_state_dict(state)
-    info = metadata.get("reader") or {}
-    return NumberReader(
-        model,
-        temperature=float(info.get("temperature") or 1.0),
-        threshold=info.get("threshold"),
-        device=device,
-        metadata=metadata,
-    )
+def _read_files(reader: NumberReader, files: list[_FoundFile]) -> list[Reading]:
+    """Read the line images of a batch of files in a few forward passes."""
+    readable = [f.found for f in files if f.found is not None]
+    read = iter(reader.read_found(readable))
+    return [
+        replace(next(read), path=f.path) if f.found is not None else Reading(f.path, error=f.error)
+        for f in files
+    ]

@@ -44,11 +44,11 @@ class ReaderEvaluation:
 def evaluate_reader(
     checkpoint: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
 ) -> ReaderEvaluation:
-    from digitlab.read import find_lines, load_number_reader
+    from digitlab.read import FoundLines, NumberReader, find_lines
     from digitlab.synth.pictures import KINDS, make_pictures
     from digitlab.training.reading import LineSet, score_lines
 
-    reader = load_number_reader(checkpoint, device)
+    reader = NumberReader.from_checkpoint(checkpoint, str(device))
     per_kind, refused, holding, confidences, mistakes = {}, 0, 0, [], []
     lines, line_texts = [], []
     for kind in KINDS:
@@ -70,8 +70,8 @@ def evaluate_reader(
                     (n.confidence, n.text == t)
                     for n, t in zip(reading.numbers, truths, strict=True)
                 ]
-            one_number = len(truths) == 1 and not isinstance(lines_found, str)
-            if one_number and len(lines_found.numbers) == 1:  # its line image has a loss
+            # One number, found as one: its line image has a loss.
+            if isinstance(lines_found, FoundLines) and len(truths) == len(lines_found.numbers) == 1:
                 lines.append(lines_found.numbers[0].pixels)
                 line_texts.append(truth)
         per_kind[kind] = right / len(pairs)

@@ -88,22 +88,49 @@ def new_run_dir(recipe: str, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
     return candidate
 
 
-def latest_run(runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
-    """The most recently written run folder that has a checkpoint."""
-    runs = [p.parent for p in runs_root.glob("*/model.safetensors")]
-    if not runs:
+def latest_run(runs_root: Path = DEFAULT_RUNS_ROOT, task: str | None = None) -> Path:
+    """The most recently written run folder that has a checkpoint (of a model of `task`,
+    "digits" or "numbers", when given; see `models.task_of`)."""
+    runs = sorted(
+        (p.parent for p in runs_root.glob("*/model.safetensors")),
+        key=lambda run: RunPaths(run).model.stat().st_mtime,
+        reverse=True,
+    )
+    found = next((run for run in runs if task is None or task_of_run(run) == task), None)
+    if found is None:
+        what, train = ("number reader", " --recipe reader") if task == "numbers" else ("model", "")
         raise CheckpointError(
-            f"no trained model found in {runs_root}/; train one with `digitlab train` "
+            f"no trained {what} found in {runs_root}/; train one with `digitlab train{train}` "
             "or pass --checkpoint RUN_DIR"
         )
-    return max(runs, key=lambda run: RunPaths(run).model.stat().st_mtime)
+    return found
 
 
-def default_checkpoint(runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
-    """The checkpoint used when none is given: the newest run's under `runs_root` if there is
-    one, else the model that ships with digitlab (so a fresh install can predict at once)."""
+def task_of_run(run: Path) -> str | None:
+    """What the run's model does ("digits" or "numbers"), from its checkpoint's metadata
+    alone (no tensor is read); None if that cannot be read."""
+    import json
+
+    from safetensors import safe_open
+
+    from digitlab.checkpoint import METADATA_KEY
+    from digitlab.models import task_of
+
     try:
-        return RunPaths(latest_run(runs_root)).model
+        with safe_open(str(RunPaths(run).model), framework="pt") as f:
+            metadata = json.loads((f.metadata() or {})[METADATA_KEY])
+        return task_of(str(metadata["model"]))
+    except Exception:  # damaged, not digitlab's, an unknown model: not a run of either task
+        return None
+
+
+def default_checkpoint(task: str = "digits", runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """The checkpoint used when none is given: the newest run of `task` ("digits": a digit
+    classifier, "numbers": a number reader) under `runs_root` if there is one, else the model
+    that ships with digitlab, which does both (so a fresh install can predict and read at
+    once)."""
+    try:
+        return RunPaths(latest_run(runs_root, task)).model
     except CheckpointError:
         return PACKAGED_MODEL
 
@@ -113,10 +140,13 @@ def is_packaged(checkpoint: Path) -> bool:
     return checkpoint.resolve() == PACKAGED_MODEL.resolve()
 
 
-def resolve_checkpoint(path: str | Path | None, runs_root: Path = DEFAULT_RUNS_ROOT) -> Path:
-    """A run folder or a `.safetensors` file → the checkpoint file; None → `default_checkpoint`."""
+def resolve_checkpoint(
+    path: str | Path | None, runs_root: Path = DEFAULT_RUNS_ROOT, *, task: str = "digits"
+) -> Path:
+    """A run folder or a `.safetensors` file → the checkpoint file; None → the
+    `default_checkpoint` of `task`."""
     if path is None:
-        return default_checkpoint(runs_root)
+        return default_checkpoint(task, runs_root)
     path = Path(path)
     if path.is_dir():
         model = RunPaths(path).model

@@ -68,26 +68,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _choose_default_checkpoint(args: argparse.Namespace) -> None:
     """Every command that takes a checkpoint and was given none (predict, read, explain,
-    evaluate, serve, ...) uses the newest run under ./runs, else the packaged model; the choice
-    is made here, once for all of them, and said in one line on stderr."""
+    evaluate, serve, ...) uses the newest run of its task under ./runs (a classifier's, or for
+    `read` a number reader's), else the packaged model; the choice is made here, once for all
+    of them, and said in one line on stderr."""
     if getattr(args, "checkpoint", True) is not None:  # no such option, or one was given
         return
     from digitlab.checkpoint import read_model_file
     from digitlab.runs import default_checkpoint, is_packaged
 
-    args.checkpoint = default_checkpoint()
-    if is_packaged(args.checkpoint):
-        _, metadata = read_model_file(args.checkpoint)
-        accuracy = metadata.get("metrics", {}).get("test_accuracy")
-        scored = f", {accuracy:.2%} on the MNIST test set" if accuracy is not None else ""
+    task = getattr(args, "checkpoint_task", "digits")
+    args.checkpoint = default_checkpoint(task)
+    if not is_packaged(args.checkpoint):
+        kind = "reader run" if task == "numbers" else "run"
         print(
-            f"digitlab: using the packaged model ({metadata['model']}{scored}); "
-            "no run in ./runs — train your own with `digitlab train`",
-            file=sys.stderr,
-        )
-    else:
-        print(
-            f"digitlab: using the newest run, {args.checkpoint.parent} "
+            f"digitlab: using the newest {kind}, {args.checkpoint.parent} "
             "(--checkpoint RUN_DIR to choose another)",
             file=sys.stderr,
         )
+        return
+    _, metadata = read_model_file(args.checkpoint)
+    if task == "numbers":
+        reader = metadata.get("reader") or {}
+        interim = ", interim" if reader.get("interim") else ""
+        print(
+            f"digitlab: using the packaged model's number reader ({reader.get('model')}"
+            f"{interim}); no reader run in ./runs — train one with "
+            "`digitlab train --recipe reader`",
+            file=sys.stderr,
+        )
+        return
+    accuracy = metadata.get("metrics", {}).get("test_accuracy")
+    scored = f", {accuracy:.2%} on the MNIST test set" if accuracy is not None else ""
+    print(
+        f"digitlab: using the packaged model ({metadata['model']}{scored}); "
+        "no run in ./runs — train your own with `digitlab train`",
+        file=sys.stderr,
+    )

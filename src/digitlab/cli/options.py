@@ -13,6 +13,10 @@ from typing import Any, NoReturn
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_CHECKPOINT_HELP = "default: the newest run in ./runs, else the packaged model"
+READER_CHECKPOINT_HELP = (
+    "a number reader's run (`digitlab train --recipe reader`) or a checkpoint that carries a "
+    "reader; default: the newest reader run in ./runs, else the packaged model's reader"
+)
 DEVICE_HELP = "auto, cpu or cuda[:N]"
 
 
@@ -76,8 +80,12 @@ positive_float.__name__ = "positive number"
 # -------------------------------------------------------------------------------- shared flags
 
 
-def add_checkpoint(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help=DEFAULT_CHECKPOINT_HELP)
+def add_checkpoint(parser: argparse.ArgumentParser, task: str = "digits") -> None:
+    """--checkpoint RUN_DIR; when it is not given, `digitlab.cli.main` picks the newest run of
+    `task` ("digits": a classifier, "numbers": a number reader), else the packaged model."""
+    help = READER_CHECKPOINT_HELP if task == "numbers" else DEFAULT_CHECKPOINT_HELP
+    parser.add_argument("--checkpoint", type=Path, metavar="RUN_DIR", help=help)
+    parser.set_defaults(checkpoint_task=task)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +127,7 @@ def add_rejection(parser: argparse.ArgumentParser) -> None:
 
 
 def rejection_options(args: argparse.Namespace) -> dict[str, Any]:
-    """`reject` and `reject_threshold` for `Predictor.from_checkpoint` and `create_app`."""
+    """`reject` and `reject_threshold` for `Predictor.from_bundle` and `create_app`."""
     from digitlab.errors import ConfigError
 
     if args.no_reject and args.reject_threshold is not None:

@@ -193,44 +193,62 @@ def draw_predictions(results: Sequence[Any], folder: Path) -> None:
         plot_original_and_view(open_image(r.path), r.view, f"{r.path.name}: {said}", folder / name)
 
 
+LINE_BREAK = " / "  # how a reading's lines are shown on one row (the table, CSV)
+
+
+def _one_row(text: str | None) -> str:
+    """A reading's text on one row: its lines joined by LINE_BREAK."""
+    return "-" if text is None else text.replace("\n", LINE_BREAK)
+
+
 def _digits_text(reading: Any, separator: str, probability: str) -> str:
-    """Each digit with its probability, e.g. "2 99.1%, 0 97.3%" ("?" for not a digit)."""
-    return separator.join(
-        f"{'?' if d.digit is None else d.digit}{probability.format(d.probability)}"
-        for d in reading.digits
+    """Each digit with its probability, number by number, e.g. "2 99.1%, 0 97.3% | 7 98.0%"."""
+    return " | ".join(
+        separator.join(f"{d.digit}{probability.format(d.probability)}" for d in number.digits)
+        for number in reading.numbers
     )
 
 
 def print_readings(readings: Sequence[Any]) -> None:
     file_width = max([len("file"), *(len(str(r.path)) for r in readings)])
-    text_width = max([len("text"), *(len(r.text or "-") for r in readings)])
+    text_width = max([len("text"), *(len(_one_row(r.text)) for r in readings)])
     print(f"{'file':{file_width}}  {'text':{text_width}}  confidence  digits")
     for r in readings:
         if r.text is None:
-            why = r.error or r.reason or "no digits found"
+            why = r.error or r.reason or "no number found"
             print(f"{str(r.path):{file_width}}  {'-':{text_width}}  {'':>10}  {why}")
             continue
         digits = _digits_text(r, ", ", " {:.1%}")
-        print(f"{str(r.path):{file_width}}  {r.text:{text_width}}  {r.confidence:10.1%}  {digits}")
+        text = _one_row(r.text)
+        print(f"{str(r.path):{file_width}}  {text:{text_width}}  {r.confidence:10.1%}  {digits}")
 
 
 def print_readings_csv(readings: Sequence[Any]) -> None:
+    """One row per file; the text's lines joined by LINE_BREAK, so that every row is one line."""
     writer = csv.writer(sys.stdout)
-    writer.writerow(["path", "text", "confidence", "digits", "boxes", "reason", "error"])
+    writer.writerow(
+        ["path", "text", "confidence", "numbers", "number_boxes", "digits", "boxes", "reason",
+         "error"]
+    )  # fmt: skip
     for r in readings:
+        numbers = " ".join(f"{n.text}:{n.confidence:.4f}" for n in r.numbers)
+        number_boxes = ";".join(" ".join(map(str, n.box)) for n in r.numbers)
         boxes = ";".join(" ".join(map(str, d.box)) for d in r.digits)  # "x y w h;x y w h"
-        digits = _digits_text(r, " ", ":{:.4f}")
-        writer.writerow([r.path, r.text, r.confidence, digits, boxes, r.reason, r.error])
+        digits = " ".join(f"{d.digit}:{d.probability:.4f}" for d in r.digits)
+        text = None if r.text is None else r.text.replace("\n", LINE_BREAK)
+        writer.writerow(
+            [r.path, text, r.confidence, numbers, number_boxes, digits, boxes, r.reason, r.error]
+        )
 
 
 def draw_readings(readings: Sequence[Any], folder: Path) -> None:
-    """--show: each image with the digits' boxes and probabilities drawn on it."""
+    """--show: each image with its numbers' boxes, and each digit's box and digit, drawn on it."""
     from digitlab.images import open_image
     from digitlab.plots import plot_reading
 
     for i, r in enumerate(readings):
         if r.error:
             continue
-        said = f"read {r.text}" if r.text is not None else "no digits found"
+        said = f"read {_one_row(r.text)}" if r.text is not None else r.reason
         name = f"{i:04d}-{r.path.stem}.png"  # numbered: two inputs may share a file name
-        plot_reading(open_image(r.path), r.digits, f"{r.path.name}: {said}", folder / name)
+        plot_reading(open_image(r.path), r.numbers, f"{r.path.name}: {said}", folder / name)

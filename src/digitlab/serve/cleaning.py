@@ -1,6 +1,7 @@
-"""Uploaded images decoded and cleaned into MNIST format off the event loop: in worker
-processes (`ProcessCleaner`, what `digitlab serve` uses), or in threads of the server process
-(`ThreadCleaner`, the default of `create_app`).
+"""Uploaded images decoded and cleaned off the event loop — into one digit in MNIST format for
+/predict, into the line images of its numbers for /read — in worker processes
+(`ProcessCleaner`, what `digitlab serve` uses), or in threads of the server process
+(`ThreadCleaner`, the default of `create_app`, and the fallback where workers cannot run).
 
 Cleaning a photo is milliseconds of Python and numpy (a 140×140 PNG: about 2.2 ms), beside
 about 1 ms for everything else a request costs. In threads of one process that is one GIL at a
@@ -15,20 +16,28 @@ cleaning itself, against 1.65 ms through `concurrent.futures.ProcessPoolExecutor
 hand-offs between its own threads and queues cost more than the work. (uvicorn's own
 workers, whole servers sharing the port, left the keep-alive connections where they were
 accepted: 31 of 32 on one worker in our measurements.)
+
+The workers need a fork server (`digitlab.workers`) and an event loop that watches pipes
+(`loop.add_reader`): Linux and macOS have both, Windows neither. Where one is missing,
+`start_cleaner` cleans in threads instead, whatever the number of workers asked for.
 """
 
 import asyncio
+import logging
 import os
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 
-from digitlab.bulk import clean_forever, worker_context
-from digitlab.errors import DigitlabError
+from digitlab.predict import preprocess_to_array
 from digitlab.preprocess import Preprocessed, preprocess_path
+from digitlab.read import FoundLines, find_lines_in
+from digitlab.workers import clean_forever, has_fork_server, worker_context
+
+logger = logging.getLogger(__name__)
 
 # `digitlab serve`'s default: one worker per core, up to this many. Each is a process with
 # torch imported (about 150 MB), and beyond a few the event loop, not the cleaning, limits
@@ -42,37 +51,79 @@ IN_FLIGHT_PER_WORKER = 2
 # Larger uploads are written to a worker's pipe from a thread: a pipe holds 64 KB, and
 # writing more would block the event loop until the worker reads it.
 SEND_INLINE_BYTES = 32 * 1024
+# What a worker does with a message, by the index its first byte holds (workers.clean_forever).
+JOBS = (preprocess_to_array, find_lines_in)
+PREPROCESS, FIND_LINES = 0, 1
 
 
 def default_workers() -> int:
     """Worker processes for `digitlab serve`: one per CPU core this process may use, at most
-    MAX_DEFAULT_WORKERS; none on a single core, where they could only add overhead."""
+    MAX_DEFAULT_WORKERS; none on a single core, where they could only add overhead, nor
+    where the platform has no fork server."""
+    if not has_fork_server():
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     return 0 if cores < 2 else min(cores, MAX_DEFAULT_WORKERS)
 
 
+def why_no_workers(loop: asyncio.AbstractEventLoop) -> str | None:
+    """Why cleaning workers cannot run here (None when they can)."""
+    if not has_fork_server():
+        return "this platform has no fork server"
+    ours, theirs = os.pipe()
+    try:
+        loop.add_reader(ours, lambda: None)
+        loop.remove_reader(ours)
+    except NotImplementedError:  # e.g. Windows' proactor loop
+        return f"the event loop ({type(loop).__name__}) cannot watch pipes"
+    finally:
+        os.close(ours)
+        os.close(theirs)
+    return None
+
+
+async def start_cleaner(workers: int) -> "Cleaner":
+    """`workers` cleaning processes, started and warm; threads when `workers` is 0, or where
+    processes cannot run (said once in the log)."""
+    if not workers:
+        return ThreadCleaner()
+    why = why_no_workers(asyncio.get_running_loop())
+    if why is not None:
+        logger.warning("cleaning uploads in threads, not %d worker processes: %s", workers, why)
+        return ThreadCleaner()
+    cleaner = ProcessCleaner(workers)
+    await cleaner.start()
+    return cleaner
+
+
 class Cleaner(Protocol):
     """Turns an uploaded image's bytes into one digit in MNIST format (or the reason there is
-    none); raises ImageError for bytes that are no readable image."""
+    none), or into its numbers' line images (or the reason there are none); raises ImageError
+    for bytes that are no readable image."""
 
     async def preprocess(self, data: bytes) -> Preprocessed: ...
+
+    async def find_lines(self, data: bytes) -> FoundLines | str: ...
 
     def close(self) -> None: ...
 
 
 class ThreadCleaner:
-    """`preprocess_path` in the server process's thread pool."""
+    """`preprocess_path` and `find_lines` in the server process's thread pool."""
 
     async def preprocess(self, data: bytes) -> Preprocessed:
         return await run_in_threadpool(preprocess_path, data)
+
+    async def find_lines(self, data: bytes) -> FoundLines | str:
+        return await run_in_threadpool(find_lines_in, data)
 
     def close(self) -> None:
         pass
 
 
-# What a worker sends back: the view (or None) and the reason, or the ImageError it raised.
-Answer = tuple[np.ndarray | None, str | None] | DigitlabError
+# What a worker sends back: what its job returned, or the ImageError it raised.
+Answer = object
 
 
 class WorkerDied(RuntimeError):
@@ -80,7 +131,8 @@ class WorkerDied(RuntimeError):
 
 
 class ProcessCleaner:
-    """`preprocess_path` in `workers` processes, started by `start`. Each worker has up to
+    """`preprocess_path` and `find_lines` in `workers` processes, started by `start`. Each
+    worker has up to
     IN_FLIGHT_PER_WORKER images sent to it, so that it starts the next as soon as it answers;
     requests beyond that wait in turn. A worker that dies fails the requests it holds with
     WorkerDied, which the app answers as a 500, and is replaced for the requests after them."""
@@ -94,18 +146,28 @@ class ProcessCleaner:
         """Start every worker and wait until each has cleaned a first image, so the first
         requests don't wait for the workers' imports."""
         self._processes = [_Worker() for _ in range(self.workers)]
-        await asyncio.gather(*(worker.ask(_blank_png()) for worker in self._processes))
+        blank = _message(PREPROCESS, _blank_png())
+        await asyncio.gather(*(worker.ask(blank) for worker in self._processes))
         for _ in range(IN_FLIGHT_PER_WORKER):
             for index in range(self.workers):
                 self._slots.put_nowait(index)
 
     async def preprocess(self, data: bytes) -> Preprocessed:
+        answer = await self._ask(_message(PREPROCESS, data))
+        view, reason = cast(tuple[np.ndarray | None, str | None], answer)
+        return Preprocessed(torch.from_numpy(view) if view is not None else None, reason)
+
+    async def find_lines(self, data: bytes) -> FoundLines | str:
+        found = await self._ask(_message(FIND_LINES, data))
+        assert isinstance(found, FoundLines | str)
+        return found
+
+    async def _ask(self, message: bytes) -> object:
         index = await self._slots.get()
         try:
-            view, reason = await self._worker(index).ask(data)
+            return await self._worker(index).ask(message)
         finally:
             self._slots.put_nowait(index)
-        return Preprocessed(torch.from_numpy(view) if view is not None else None, reason)
 
     def _worker(self, index: int) -> "_Worker":
         """The worker at `index`, a new one if it has ended."""
@@ -121,14 +183,19 @@ class ProcessCleaner:
         self._processes = []
 
 
+def _message(job: int, data: bytes) -> bytes:
+    """What a worker reads: the job's index in one byte, then the image's bytes."""
+    return bytes((job,)) + data
+
+
 class _Worker:
-    """One worker process (`digitlab.bulk.clean_forever`) and the server's end of its pipe.
+    """One worker process (`digitlab.workers.clean_forever`) and the server's end of its pipe.
     It answers in the order it was asked, so the answers waiting are a queue."""
 
     def __init__(self) -> None:
         context = worker_context()
         self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=clean_forever, args=(theirs,), daemon=True)
+        self.process = context.Process(target=clean_forever, args=(theirs, JOBS), daemon=True)
         self.process.start()
         theirs.close()  # the worker holds it now; closing ours lets us see the worker end
         self._waiting: deque[asyncio.Future[Answer]] = deque()
@@ -136,12 +203,16 @@ class _Worker:
         self._loop: asyncio.AbstractEventLoop | None = None  # watching the pipe, once asked
         self.ended: str | None = None  # why the worker is gone, once it is
 
-    async def ask(self, data: bytes) -> tuple[np.ndarray | None, str | None]:
-        """Clean one image: the view as an array (or None) and the reason, or ImageError."""
+    async def ask(self, data: bytes) -> object:
+        """One message (`_message`) answered: what its job returned, or the ImageError."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
             loop.add_reader(self.connection.fileno(), self._read_answers)
+            # uvloop (libuv) makes a watched descriptor non-blocking; the pipe's reads and
+            # writes expect whole messages: an answer larger than the socket's buffer (a
+            # page's line images) would fail half read, an upload half written.
+            os.set_blocking(self.connection.fileno(), True)
         answer: asyncio.Future[Answer] = loop.create_future()
         async with self._sending:
             if self.ended is not None:

@@ -3,7 +3,9 @@
 Three forms are accepted by both `/predict` and `/read`: JSON `{"pixels": [[...]]}`, JSON
 `{"image": "<base64 or data URL>"}` and a multipart upload in the field `file`.
 `read_digit` (for `/predict`) turns them into one digit in MNIST format (`Preprocessed`);
-`read_picture` (for `/read`) into a grey picture of any size.
+`read_lines` (for `/read`) into the line images of the picture's numbers (`read.find_lines`):
+image files in the app's cleaning workers or threads, pixels (a grey picture of any size) in a
+thread.
 The status codes follow one rule: 415 when the body's media type (the request's Content-Type)
 is one we don't read at all; 422 when the body is of a type we read but its content is
 invalid — malformed JSON, a missing field, wrong pixels, or bytes that are no image. An
@@ -24,8 +26,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from digitlab.images import open_image
 from digitlab.preprocess import Preprocessed, preprocess_pixels
+from digitlab.read import FoundLines, find_lines
 from digitlab.serve.cleaning import Cleaner
 from digitlab.serve.schemas import BASE64_PATTERN, GREY_MAX, MAX_PIXELS_SIDE, ImageJSON
 
@@ -48,7 +50,6 @@ _BASE64 = re.compile(BASE64_PATTERN)
 # Below these sizes, parsing JSON or checking pixels is cheaper than a hop to a worker thread
 # (a 28×28 digit as JSON is about 3 KB).
 INLINE_JSON_BYTES = 64 * 1024
-INLINE_PIXELS = 4096
 
 
 async def read_digit(request: Request) -> Preprocessed:
@@ -63,17 +64,17 @@ async def read_digit(request: Request) -> Preprocessed:
     return await _preprocess_bytes(request, _decode_base64(body.image))
 
 
-async def read_picture(request: Request) -> Image.Image:
-    """The request's picture as grey ("L") pixels (for /read), or HTTPException 415/422."""
+async def read_lines(request: Request) -> FoundLines | str:
+    """The line images of the numbers in the request's picture (for /read), or the reason
+    there are none; HTTPException 415/422 saying what is wrong with the request."""
     body = await _read_body(request, PICTURE_FORMAT)
     if isinstance(body, bytes):
-        return await _open_bytes(body)
+        return await _find_lines_in_bytes(request, body)
     if body.pixels is not None:
-        if sum(map(len, body.pixels)) <= INLINE_PIXELS:
-            return grey_picture(body.pixels)
-        return await run_in_threadpool(grey_picture, body.pixels)
+        pixels = body.pixels
+        return await run_in_threadpool(lambda: find_lines(grey_picture(pixels)))
     assert body.image is not None  # ImageJSON guarantees exactly one
-    return await _open_bytes(_decode_base64(body.image))
+    return await _find_lines_in_bytes(request, _decode_base64(body.image))
 
 
 def grey_picture(pixels: Sequence[Sequence[int]]) -> Image.Image:
@@ -144,9 +145,10 @@ async def _preprocess_bytes(request: Request, data: bytes) -> Preprocessed:
     return await cleaner.preprocess(data)
 
 
-async def _open_bytes(data: bytes) -> Image.Image:
+async def _find_lines_in_bytes(request: Request, data: bytes) -> FoundLines | str:
     _check_not_empty(data)
-    return await run_in_threadpool(open_image, data)
+    cleaner: Cleaner = request.app.state.cleaner
+    return await cleaner.find_lines(data)
 
 
 def _check_not_empty(data: bytes) -> None:

@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException
 from digitlab.errors import ConfigError
 from digitlab.predict import Predictor
 from digitlab.preprocess import Preprocessed
-from digitlab.read import read_image
-from digitlab.serve.batching import BatchingPredictor
-from digitlab.serve.inputs import JSON, MULTIPART, UPLOAD_FIELD, read_digit, read_picture
+from digitlab.read import NumberReader
+from digitlab.serve.batching import BatchingPredictor, BatchingReader
+from digitlab.serve.inputs import JSON, MULTIPART, UPLOAD_FIELD, read_digit, read_lines
 from digitlab.serve.schemas import (
     Candidate,
     ClassMap,
@@ -91,10 +91,13 @@ async def page() -> FileResponse:
 @router.get("/health")
 async def health(request: Request) -> Health:
     predictor: Predictor = request.app.state.predictor
+    reader: NumberReader = request.app.state.reader
     return Health(
         status="ok",
         model=predictor.model_name,
         checkpoint=request.app.state.checkpoint,
+        reader=reader.model_name,
+        reader_checkpoint=request.app.state.reader_checkpoint,
         temperature=predictor.temperature,
         reject_threshold=predictor.reject_threshold,
         missing=predictor.missing,
@@ -122,20 +125,22 @@ async def predict(request: Request) -> Response:
     response_model=ReadResponse,
     responses=_ERRORS,
     openapi_extra=_request_body(PixelsBody),
-    summary="Read a number: every digit in the image, left to right",
+    summary="Read the numbers in an image: every line, left to right",
 )
 async def read(request: Request) -> Response:
     """Send an image (JSON base64 or a multipart upload) or grey pixels of any size; the
-    answer has the digits as a string, each digit's box and probability, and a confidence."""
+    answer has the numbers as text (lines joined by a newline), each number's and each digit's
+    box, the digits' probabilities and each number's confidence."""
     started = time.perf_counter()
-    picture = await read_picture(request)
-    predictor: Predictor = request.app.state.predictor
-    # Segmenting takes milliseconds: in a worker thread, so that other requests keep flowing
-    # meanwhile. Its forward passes come back to the event loop through the bridge and share
-    # batches with /predict's (32 clients, 4-digit PNGs: /read ran at 0.93× /predict's PNG
-    # rate this way, 0.67× with each thread running its own passes; means of 2 noisy runs).
-    reading = await run_in_threadpool(read_image, request.app.state.bridge, picture)
-    answer = ReadResponse(**reading.to_dict(), model=predictor.model_name, latency_ms=_ms(started))
+    # Finding the lines takes milliseconds: in the cleaning workers (or a thread), so that
+    # other requests keep flowing meanwhile. The reader's forward pass comes back to the event
+    # loop, where concurrent readings share it.
+    found = await read_lines(request)
+    batcher: BatchingReader = request.app.state.reader_batcher
+    reading = await batcher.read(found)
+    answer = ReadResponse(
+        **reading.to_dict(), model=batcher.reader.model_name, latency_ms=_ms(started)
+    )
     return Response(answer.model_dump_json(), media_type=JSON)
 
 

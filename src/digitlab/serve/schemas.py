@@ -183,36 +183,55 @@ class ExplainResponse(BaseModel):
     latency_ms: float = Field(description="time spent in the server on this request")
 
 
-class ReadDigitResponse(BaseModel):
-    """One digit found in the image."""
+Box = Annotated[list[int], Field(min_length=4, max_length=4)]
+BOX_DESCRIPTION = "[x, y, width, height] in the image's pixels, from its top-left corner"
 
-    digit: int | None = Field(description="the digit 0-9")
-    probability: float = Field(description="the probability of `digit`")
-    box: Annotated[list[int], Field(min_length=4, max_length=4)] = Field(
-        description="[x, y, width, height] in the image's pixels, from its top-left corner"
-    )
-    reason: str | None = Field(default=None, description="a note on this digit, if any")
+
+class ReadDigitResponse(BaseModel):
+    """One digit of a number."""
+
+    digit: int = Field(description="the digit 0-9")
+    probability: float = Field(description="the reader's probability of `digit` where it is")
+    box: Box = Field(description=BOX_DESCRIPTION)
+
+
+class ReadNumberResponse(BaseModel):
+    """One number: its digits, where it is, and how sure the reader is of it."""
+
+    text: str = Field(description="the digits, left to right")
+    confidence: float = Field(description="calibrated probability that `text` is what is written")
+    box: Box = Field(description=BOX_DESCRIPTION)
+    digits: list[ReadDigitResponse] = Field(description="each digit, left to right")
 
 
 class ReadResponse(BaseModel):
-    """The digits in an image read left to right, or `text: null` and the `reason`."""
+    """The numbers in an image, line by line, or `text: null` and the `reason`."""
 
     path: str | None = Field(default=None, description="always null here (it names CLI files)")
-    text: str | None = Field(description="the digits left to right; null when none were found")
-    digits: list[ReadDigitResponse] = Field(description="each digit, left to right")
+    text: str | None = Field(
+        description="the numbers: a space between numbers on one line, a newline between lines "
+        "(top first); null when none were found"
+    )
+    numbers: list[ReadNumberResponse] = Field(
+        description="each number, line by line, left to right"
+    )
+    digits: list[ReadDigitResponse] = Field(description="every digit of `numbers`, in their order")
     confidence: float | None = Field(
-        description="how sure the whole string is (0-1); null when there is no text"
+        description="how sure the whole text is (0-1): the product of the numbers' confidences; "
+        "null when there is no text"
     )
     reason: str | None = Field(default=None, description="why there is no text")
     error: str | None = Field(default=None, description="always null here (errors are 422)")
-    model: str = Field(description="the network's name, e.g. lenet")
+    model: str = Field(description="the reader's name, e.g. crnn")
     latency_ms: float = Field(description="time spent in the server on this request")
 
 
 class Health(BaseModel):
     status: str = Field(description='"ok" once the model is loaded')
-    model: str
+    model: str = Field(description="the digit classifier of /predict and /explain")
     checkpoint: str
+    reader: str = Field(description="the number reader of /read")
+    reader_checkpoint: str = Field(description="where the reader comes from")
     temperature: float | None = Field(
         default=None, description="the calibration temperature applied; null when it has none"
     )

@@ -98,7 +98,7 @@ def _font(path: str) -> ImageFont.FreeTypeFont:
 def digit_height(path: str) -> int:
     """How tall the font's digits are in pixels at RENDER_SIZE (their ink, 0-9 together)."""
     left, top, right, bottom = _font(path).getbbox("0123456789")
-    return max(1, bottom - top)
+    return int(max(1, bottom - top))  # whole pixels already: the stubs say float
 
 
 def type_text(text: str, path: str, tracking: float = 0.0) -> np.ndarray:
@@ -108,7 +108,8 @@ def type_text(text: str, path: str, tracking: float = 0.0) -> np.ndarray:
     font = _font(path)
     height = digit_height(path)
     step_extra = tracking * height
-    x, pad = height, 2 * height
+    x: float = height
+    pad = 2 * height
     positions = []
     for char in text:
         positions.append(x)

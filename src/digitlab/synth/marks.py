@@ -4,7 +4,9 @@ Stroke doodles (stars, hearts, smileys, hatching, scribbles) drawn here with Pil
 ImageDraw, not by `nondigits` (what the detector and the reader train on); letters and words
 in the held-out handwriting fonts; printed forms with nothing written on them. Letters a digit
 can look like (O o Q D I l i j J S s Z z B b G g q T t y A) are left out. `make_mark` gives the
-ink coverage at MNIST scale (about 20-30 px high); tests and benchmarks draw it as a photo.
+ink coverage at MNIST scale (about 20-30 px high); `make_mark_set` draws marks as photos, for
+the tests and benchmarks of "not a digit" and for the frozen set `digitlab evaluate` scores
+(`tools/make_nondigits.py`).
 """
 
 import math
@@ -13,13 +15,35 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from digitlab.synth import clutter
-from digitlab.synth.fonts import crop_to_ink, pick_font, type_text
+from digitlab.synth.fonts import crop_to_ink, held_out_fonts, pick_font, type_text
 from digitlab.synth.numbers import DIGIT_HEIGHT
+from digitlab.synth.photos import render_number_photo
 
 SIDE = 140  # doodles are drawn at 5× MNIST size
 KINDS = ("star", "heart", "smiley", "hatching", "scribble", "letter", "word", "form")
 LOOKALIKES = set("OoQDIlijJSsZzBbGgqTtyA")
 LETTERS = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in LOOKALIKES]
+TYPED = ("letter", "word")  # the kinds that need fonts
+MAX_TILT = 5.0  # degrees either way a mark's photo is turned
+
+
+def make_mark_set(
+    n: int, seed: int, kinds: tuple[str, ...] = KINDS
+) -> list[tuple[Image.Image, str]]:
+    """n (photo, kind) pairs, the kinds in turn, letters and words in the held-out fonts
+    (skipped when none is installed); the same for the same seed on every machine."""
+    rng = np.random.default_rng(seed)
+    fonts = held_out_fonts()
+    usable = [kind for kind in kinds if fonts or kind not in TYPED]
+    return [
+        (mark_photo(usable[i % len(usable)], rng, fonts), usable[i % len(usable)]) for i in range(n)
+    ]
+
+
+def mark_photo(kind: str, rng: np.random.Generator, fonts: list[list[str]]) -> Image.Image:
+    """One mark of `kind` drawn as a phone photo or a scan, turned by up to MAX_TILT."""
+    tilt = float(rng.uniform(-MAX_TILT, MAX_TILT))
+    return render_number_photo(make_mark(kind, rng, fonts), rng, tilt)
 
 
 def make_mark(kind: str, rng: np.random.Generator, fonts: list[list[str]]) -> np.ndarray:

@@ -4,6 +4,11 @@
 the way a phone photo or a scan of it looks; `random_style` draws every choice of `WildStyle`
 from a numpy Generator, so a seed gives the same pictures on every machine. Training data and
 test pictures both use it.
+
+For single digits (the tests and benchmarks of `predict` and of preprocessing):
+`make_wild_image` draws a 28×28 MNIST digit the way a phone photo or a scan of it looks (2-7×
+larger, off-centre on a larger sheet), `make_wild_set` a seeded set of them, and the hard
+kinds below draw it cropped tight, out of focus, at low resolution or hollow.
 """
 
 import dataclasses
@@ -183,3 +188,69 @@ def render_number_photo(
     sheet = np.pad(line, ((margin_y, margin_y), (margin_x, margin_x))).astype(np.float64)
     add_specks(sheet, style, rng)
     return render_coverage(sheet, style, rng)
+
+
+# --- the hard single digits: tight crops, blur, low resolution -----------------------------
+
+HARD_KINDS = ("tight", "blur", "lowres")
+# Low resolution: the digit's ink is this many pixels high, then the picture is enlarged by
+# a factor in LOWRES_ZOOM (as a viewer or a phone's "zoom" would).
+LOWRES_HEIGHT = (10, 16)
+LOWRES_ZOOM = (3.0, 8.0)
+BLUR_RANGE = (0.5, 1.2)  # blur's standard deviation in MNIST pixels (strokes are 2-3 wide)
+MNIST_INK_HEIGHT = 20  # an MNIST digit's ink fits 20 px
+
+
+def make_hard_set(
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    kind: str,
+    n: int,
+    seed: int,
+) -> list[tuple[Image.Image, int]]:
+    """n (picture, label) pairs of one hard kind from random digits, the same for the seed."""
+    makers = {"tight": make_tight_crop, "blur": make_blurred, "lowres": make_low_resolution}
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=n, replace=False)
+    digits = np.asarray(images)
+    return [(makers[kind](digits[i], rng), int(labels[i])) for i in chosen]
+
+
+def make_tight_crop(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A photo of the digit cropped to its ink: strokes touch all four borders."""
+    rows = np.flatnonzero(digit.any(axis=1))
+    cols = np.flatnonzero(digit.any(axis=0))
+    cropped = np.ascontiguousarray(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    style = dataclasses.replace(random_style(rng), margin=(0.0, 0.0), specks=0)
+    scale = style.scale
+    size = (round(cropped.shape[1] * scale), round(cropped.shape[0] * scale))
+    enlarged = Image.fromarray(cropped).resize(size, Image.Resampling.BICUBIC)
+    return render_coverage(np.asarray(enlarged) / 255.0, style, rng)
+
+
+def make_blurred(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An out-of-focus photo of the digit."""
+    return make_wild_image(digit, rng, blur=float(rng.uniform(*BLUR_RANGE)))
+
+
+def make_low_resolution(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A scan with the digit 10-16 px high, enlarged afterwards."""
+    height = rng.uniform(*LOWRES_HEIGHT)
+    small = make_wild_image(digit, rng, scale=height / MNIST_INK_HEIGHT, specks=0)
+    zoom = rng.uniform(*LOWRES_ZOOM)
+    size = (round(small.width * zoom), round(small.height * zoom))
+    return small.resize(size, Image.Resampling.BICUBIC)
+
+
+def make_outlined(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A photo of the digit drawn hollow, as an outline font or a pen stroke traced twice:
+    each stroke is two thin lines (about one MNIST pixel wide) around an empty inside."""
+    style = dataclasses.replace(random_style(rng), scale=float(rng.uniform(3.0, 6.0)), specks=0)
+    side = round(MNIST_SIZE * style.scale)
+    enlarged = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+    strokes = (enlarged >= 128).astype(np.uint8)
+    radius = max(1, round(style.scale / 2))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    outline = cv2.dilate(strokes, disc) - cv2.erode(strokes, disc)
+    margin = round(side * 0.3)
+    return render_coverage(np.pad(outline.astype(np.float64), margin), style, rng)

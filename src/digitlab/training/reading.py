@@ -155,7 +155,7 @@ class TestPictures:
     their lines found once; each epoch only the reader runs on them."""
 
     def __init__(self, test_images: torch.Tensor, test_labels: torch.Tensor) -> None:
-        from digitlab.read import find_lines
+        from digitlab.read import FoundLines, find_lines
         from digitlab.synth.pictures import make_pictures
 
         self.found: list[Any] = []
@@ -169,8 +169,7 @@ class TestPictures:
                 found = find_lines(picture)
                 self.found.append(found)
                 self.texts.append(text)
-                one_number = text.isdigit() and not isinstance(found, str)
-                if one_number and len(found.numbers) == 1:  # found as one: a scored line
+                if text.isdigit() and isinstance(found, FoundLines) and len(found.numbers) == 1:
                     lines.append(found.numbers[0].pixels)
                     line_texts.append(text)
         self.lines = LineSet(lines, line_texts)

@@ -31,12 +31,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from digitlab.calibrate import evaluate_checkpoint
+    from digitlab.checkpoint import read_model_file
     from digitlab.data import load_mnist
     from digitlab.device import select_device
+    from digitlab.errors import ConfigError
+    from digitlab.models import task_of
     from digitlab.report import write_run_report
     from digitlab.runs import resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
+    model = read_model_file(path)[1]["model"]
+    if task_of(model) != "digits":
+        raise ConfigError(
+            f"{path} is a number reader ({model}); `digitlab evaluate` scores digit "
+            "classifiers on the MNIST test set (bench/read_numbers.py scores readers)"
+        )
     mnist = load_mnist(args.data_dir)
     device = select_device(args.device)
     if args.checkpoint.is_dir():  # a run folder: refresh its metrics, plots and report too

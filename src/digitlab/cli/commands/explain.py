@@ -32,13 +32,12 @@ def run(args: argparse.Namespace) -> int:
     from digitlab.errors import ConfigError
     from digitlab.explain import check_explainable
     from digitlab.predict import Predictor
-    from digitlab.runs import resolve_checkpoint
 
     if (args.index is None) == (not args.paths):
         raise ConfigError(
             "give image paths or --index N (an MNIST test image), not both or neither"
         )
-    predictor = Predictor.from_checkpoint(resolve_checkpoint(args.checkpoint), args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
     check_explainable(predictor.model)
     if args.index is not None:
         entries = [_explain_index(args, predictor)]
@@ -72,7 +71,7 @@ def _explain_index(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
 
 def _explain_files(args: argparse.Namespace, predictor: Any) -> list[dict[str, Any]]:
     from digitlab.explain import explain_paths
-    from digitlab.predict import expand_paths
+    from digitlab.files import expand_paths
 
     entries = []
     for i, item in enumerate(explain_paths(predictor, expand_paths(args.paths))):

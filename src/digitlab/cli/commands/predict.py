@@ -38,7 +38,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from digitlab.errors import ConfigError
     from digitlab.predict import Predictor
-    from digitlab.runs import resolve_checkpoint
 
     if (args.index is None) == (not args.paths):
         raise ConfigError(
@@ -46,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.index is None and args.save is not None:
         raise ConfigError("--save goes with --index; for image files use --show DIR")
-    checkpoint = resolve_checkpoint(args.checkpoint)
     predictor = Predictor.from_checkpoint(
-        checkpoint, args.device, runtime=args.runtime, **options.rejection_options(args)
+        args.checkpoint, args.device, runtime=args.runtime, **options.rejection_options(args)
     )
     output.note_missing(predictor)
     if args.index is not None:
@@ -57,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
-    from digitlab.bulk import predict_stream
-    from digitlab.predict import expand_paths
+    from digitlab.files import expand_paths
+    from digitlab.predict import predict_stream
 
     options.check_bulk_flags(args)
     paths = expand_paths(args.paths)

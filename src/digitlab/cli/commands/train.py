@@ -98,7 +98,7 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
         averaged = f", {config.members} models averaged" if config.members > 1 else ""
         score = f"test accuracy {evaluation.accuracy:.2%}"
         if reader:  # scored on pictures of numbers, whole texts right
-            score = f"{evaluation.accuracy:.1%} of {evaluation.pictures} test pictures read right"
+            score = f"{evaluation.accuracy:.1%} of the test pictures read right (whole text)"
         print(
             f"{score} after {summary['epochs']} epochs{averaged}, in "
             f"{summary['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}"

@@ -1,6 +1,6 @@
 // The write-a-number page: a wide canvas drawn with pointer events (mouse, pen or touch).
-// Read sends it to POST /read as a PNG: the string appears below, each digit boxed on the
-// canvas with its probability. Predict sends it to POST /predict: the answer fills the
+// Read sends it to POST /read as a PNG: the numbers appear below, a line of text per line of
+// writing, each digit boxed on the canvas with its probability. Predict sends it to POST /predict: the answer fills the
 // digit, the bar chart and the 28×28 view.
 "use strict";
 
@@ -197,11 +197,17 @@ function showReading(answer) {
     return;
   }
   readStatus.classList.remove("empty");
-  readingBox.textContent = answer.text;
-  const count = answer.digits.length;
-  const sure = `${(answer.confidence * 100).toFixed(1)}% sure`;
-  readStatus.textContent = count === 1 ? `${sure} of the digit` : `${sure} of all ${count} digits`;
+  readingBox.textContent = answer.text; // lines of writing are lines of text (pre-line)
+  readStatus.textContent = sureOf(answer);
   answer.digits.forEach(drawBox);
+}
+
+function sureOf(answer) {
+  const sure = `${(answer.confidence * 100).toFixed(1)}% sure`;
+  const numbers = answer.numbers.length;
+  if (numbers > 1) return `${sure} of all ${numbers} numbers`;
+  const digits = answer.digits.length;
+  return digits === 1 ? `${sure} of the digit` : `${sure} of all ${digits} digits`;
 }
 
 function drawBox(found) {
@@ -213,7 +219,7 @@ function drawBox(found) {
   overlay.lineWidth = 3;
   overlay.strokeRect(left, top, width, height);
   // The label sits above the box, or inside it when the box touches the top.
-  const label = `${found.digit ?? "?"} ${Math.round(found.probability * 100)}%`;
+  const label = `${found.digit} ${Math.round(found.probability * 100)}%`;
   overlay.font = LABEL_FONT;
   const labelWidth = overlay.measureText(label).width + 10;
   const labelTop = top >= LABEL_HEIGHT ? top - LABEL_HEIGHT : top;

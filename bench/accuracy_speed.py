@@ -43,7 +43,7 @@ from torch import nn
 
 from digitlab.config import RECIPES, make_config
 from digitlab.data import MNIST, iterate_batches, load_mnist, to_float
-from digitlab.evaluate import predict_log_probs
+from digitlab.evaluation import predict_log_probs
 from digitlab.export import OnnxModel, onnx_bytes
 from digitlab.models import MNIST_MEAN, MNIST_STD, count_parameters
 from digitlab.training import train

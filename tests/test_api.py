@@ -18,11 +18,17 @@ def test_every_exported_name_resolves_and_is_documented(name):
 
 
 def test_api_names_stay_functions_after_their_modules_are_imported():
-    from digitlab.evaluate import Evaluation  # noqa: F401  (binds the submodules on the package)
+    """No module is named like a function of the API, so importing the modules (which binds
+    them on the package) never hides a function."""
+    from digitlab.evaluation import Evaluation  # noqa: F401  (binds the submodules on the package)
     from digitlab.training import RunResult  # noqa: F401
 
-    assert digitlab.train.__name__ == "train" and callable(digitlab.train)
-    assert digitlab.evaluate.__module__ == "digitlab.evaluate" and callable(digitlab.evaluate)
+    assert digitlab.train.__module__ == "digitlab.training.run" and callable(digitlab.train)
+    assert digitlab.evaluate.__module__ == "digitlab.evaluation" and callable(digitlab.evaluate)
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(digitlab.__path__)}
+    assert not modules & set(digitlab.__all__)
 
 
 def test_import_digitlab_loads_neither_torch_nor_matplotlib():

@@ -18,7 +18,7 @@ from digitlab.checkpoint import load_model, read_model_file, save_model
 from digitlab.cli import main
 from digitlab.config import HELD_OUT, make_config
 from digitlab.data import split_validation, to_float
-from digitlab.evaluate import predict_log_probs
+from digitlab.evaluation import predict_log_probs
 from digitlab.predict import Predictor
 from digitlab.runs import RunPaths
 from digitlab.training import train

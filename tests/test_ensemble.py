@@ -11,7 +11,7 @@ from digitlab.checkpoint import load_model, read_model_file
 from digitlab.config import make_config
 from digitlab.data import to_float
 from digitlab.errors import CheckpointError
-from digitlab.evaluate import loss_and_accuracy, predict_log_probs
+from digitlab.evaluation import loss_and_accuracy, predict_log_probs
 from digitlab.export import PARITY_TOLERANCE, OnnxModel, compare_outputs, onnx_bytes
 from digitlab.models import Ensemble, create_model
 from digitlab.runs import RunPaths

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from digitlab.evaluate import Evaluation, confusion_matrix, evaluate, loss_and_accuracy
+from digitlab.evaluation import Evaluation, confusion_matrix, evaluate, loss_and_accuracy
 from digitlab.models import create_model
 
 

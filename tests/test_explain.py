@@ -22,7 +22,7 @@ from PIL import Image
 from digitlab.cli import main
 from digitlab.data import MNIST, to_float
 from digitlab.errors import ConfigError
-from digitlab.evaluate import evaluate
+from digitlab.evaluation import evaluate
 from digitlab.explain import attribute, explain_paths, explain_view, positive_share_on_ink
 from digitlab.models import Ensemble, create_model, list_models
 from digitlab.plots import plot_heat_maps

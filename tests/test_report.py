@@ -13,7 +13,7 @@ from digitlab import plots, report
 from digitlab.checkpoint import load_model, read_json, save_model, write_json
 from digitlab.data import MNIST, iterate_batches
 from digitlab.errors import CheckpointError
-from digitlab.evaluate import evaluate
+from digitlab.evaluation import evaluate
 from digitlab.models import create_model
 from digitlab.runs import RunPaths
 

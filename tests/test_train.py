@@ -14,7 +14,7 @@ from digitlab.checkpoint import load_model, load_training_state, read_model_file
 from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
 from digitlab.errors import CheckpointError
-from digitlab.evaluate import loss_and_accuracy, predict_log_probs
+from digitlab.evaluation import loss_and_accuracy, predict_log_probs
 from digitlab.runs import RunPaths
 from digitlab.training import NonFiniteLossError, TrainingInterrupted, load_run_config, train
 from digitlab.training.ensemble import member_config

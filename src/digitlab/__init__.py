@@ -20,8 +20,6 @@ Importing the package stays light: each name below is imported from its module o
 """
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -33,7 +31,7 @@ _API: dict[str, tuple[str, str]] = {
     "list_recipes": ("digitlab.config", "list_recipes"),
     "list_models": ("digitlab.models", "list_models"),
     "train": ("digitlab.training", "train"),
-    "evaluate": ("digitlab.evaluate", "evaluate"),
+    "evaluate": ("digitlab.evaluation", "evaluate"),
     "write_run_report": ("digitlab.report", "write_run_report"),
     "load_model": ("digitlab.checkpoint", "load_model"),
     "default_checkpoint": ("digitlab.runs", "default_checkpoint"),
@@ -73,7 +71,7 @@ if TYPE_CHECKING:
     from digitlab.checkpoint import load_model
     from digitlab.config import list_recipes, make_config
     from digitlab.data import load_mnist
-    from digitlab.evaluate import evaluate
+    from digitlab.evaluation import evaluate
     from digitlab.export import export_checkpoint
     from digitlab.models import list_models
     from digitlab.predict import Predictor, predict_paths
@@ -94,21 +92,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API))
-
-
-class _Package(types.ModuleType):
-    """Keeps `digitlab.train` and `digitlab.evaluate` the functions of the API.
-
-    Importing a submodule makes Python bind it as an attribute of the package: the first
-    `import digitlab.evaluate` anywhere (train.py does it) would turn `digitlab.evaluate` from
-    the function into the module of the same name. This ignores those bindings for API names;
-    `from digitlab.evaluate import ...` is unaffected.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -27,7 +27,7 @@ from torch import nn
 
 from digitlab.checkpoint import load_model, read_model_file, save_model
 from digitlab.data import MNIST, split_validation
-from digitlab.evaluate import NUM_CLASSES, Evaluation, predict_log_probs
+from digitlab.evaluation import NUM_CLASSES, Evaluation, predict_log_probs
 
 if TYPE_CHECKING:  # applying a temperature (`TemperatureScaled`) needs no training code
     from digitlab.config import TrainConfig
@@ -222,7 +222,7 @@ def evaluate_checkpoint(
     (a temperature cannot change the predicted digit); confidences are calibrated."""
     from dataclasses import replace
 
-    from digitlab.evaluate import evaluate
+    from digitlab.evaluation import evaluate
     from digitlab.reject import rejection_report
 
     model, metadata = load_model(checkpoint, device)

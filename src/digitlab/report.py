@@ -16,7 +16,7 @@ import torch
 
 from digitlab.checkpoint import atomic_path, read_json, write_json
 from digitlab.data import MNIST
-from digitlab.evaluate import Evaluation
+from digitlab.evaluation import Evaluation
 from digitlab.models import count_parameters
 from digitlab.resume import describe as describe_resume
 from digitlab.runs import RunPaths

@@ -19,7 +19,7 @@ from digitlab import distributed
 from digitlab.augment import AugmentConfig, random_affine
 from digitlab.config import TrainConfig
 from digitlab.data import MNIST, iterate_batches, split_validation, to_float
-from digitlab.evaluate import loss_and_accuracy, predict_log_probs
+from digitlab.evaluation import loss_and_accuracy, predict_log_probs
 from digitlab.training.loop import Scores
 from digitlab.training.setup import mixed_precision
 

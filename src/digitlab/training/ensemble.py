@@ -19,7 +19,7 @@ from digitlab.config import TrainConfig
 from digitlab.data import MNIST
 from digitlab.device import select_device
 from digitlab.errors import CheckpointError
-from digitlab.evaluate import loss_and_accuracy, predict_log_probs
+from digitlab.evaluation import loss_and_accuracy, predict_log_probs
 from digitlab.models import Ensemble
 from digitlab.runs import RunPaths
 from digitlab.training.loop import EpochStats, TrainingInterrupted

@@ -23,7 +23,7 @@ from digitlab.calibrate import TemperatureScaled, evaluate_checkpoint, temperatu
 from digitlab.data import load_mnist, to_float
 from digitlab.predict import Predictor
 from digitlab.preprocess import preprocess_image
-from digitlab.reject import FALSE_REJECTION_RATE, read_rejector, rejection_summary
+from digitlab.reject import REJECTION, read_rejector, rejection_summary
 from digitlab.runs import resolve_checkpoint
 from digitlab.synth.marks import make_mark_set
 from digitlab.synth.photos import make_wild_set
@@ -67,7 +67,7 @@ def measure(run: Path, mnist, wild: torch.Tensor, nondigits: torch.Tensor) -> di
     with torch.inference_mode():
         doubt = [-scaled(x).exp().max(1).values for x in (test, nondigits)]
     base = rejection_summary(
-        doubt[0], doubt[1], float(torch.quantile(doubt[0], 1 - FALSE_REJECTION_RATE))
+        doubt[0], doubt[1], float(torch.quantile(doubt[0], 1 - REJECTION.false_rejection_rate))
     )
     row |= {"baseline_auroc": base["auroc"], "baseline_fpr95": base["fpr_at_95_tpr"],
             "baseline_nondigits_rejected": base["nondigits_rejected"]}  # fmt: skip

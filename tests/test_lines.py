@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from digitlab.lines import LINE_HEIGHT, MAX_LINE_WIDTH, MAX_NUMBERS, find_numbers
+from digitlab.lines import LAYOUT, LINE_HEIGHT, find_numbers
 from digitlab.synth import clutter
 from digitlab.synth.numbers import write_digits
 
@@ -103,5 +103,5 @@ def test_cost_is_bounded_for_worst_cases(worst):
     started = time.process_time()
     found = find_numbers(ink)
     assert time.process_time() - started < 2.0
-    assert len(found) <= MAX_NUMBERS
-    assert all(n.pixels.shape[1] <= MAX_LINE_WIDTH for n in found)
+    assert len(found) <= LAYOUT.max_numbers
+    assert all(n.pixels.shape[1] <= LAYOUT.max_line_width for n in found)

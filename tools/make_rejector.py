@@ -5,7 +5,7 @@
 It trains on a sample of the 55,000 training images that every recipe trains on (the fixed
 5,000-image held-out split is left out) against generated doodles and letters, pairs of those
 training digits side by side and slices of them (digitlab.synth.nondigits), and sets its threshold
-on the 5,000 held-out digits at digitlab.reject.FALSE_REJECTION_RATE. A few minutes on two
+on the 5,000 held-out digits at digitlab.reject.REJECTION.false_rejection_rate. A few minutes on two
 CPU cores; every `digitlab train` then copies it into its checkpoint. To put it into the
 packaged model without retraining the classifier: scripts/make_pretrained.py --embed-rejector.
 The training itself is digitlab.synth.rejector's.

@@ -27,7 +27,8 @@ from torch import nn
 
 from digitlab.checkpoint import load_model, read_model_file, save_model
 from digitlab.data import MNIST, split_validation
-from digitlab.evaluation import NUM_CLASSES, Evaluation, predict_log_probs
+from digitlab.evaluation import Evaluation, predict_log_probs
+from digitlab.mnist_format import NUM_CLASSES
 
 if TYPE_CHECKING:  # applying a temperature (`TemperatureScaled`) needs no training code
     from digitlab.config import TrainConfig

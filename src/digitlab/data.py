@@ -25,6 +25,7 @@ import torch
 
 from digitlab import __version__
 from digitlab.errors import DataError
+from digitlab.mnist_format import IMAGE_SIZE, NUM_CLASSES
 
 # torchvision's order: the S3 copy is fast and reliable; LeCun's original site is often down.
 MIRRORS: tuple[str, ...] = (
@@ -34,8 +35,6 @@ MIRRORS: tuple[str, ...] = (
 ENV_VAR = "DIGITLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/digitlab/mnist")  # expanded when used
 
-IMAGE_SIZE = 28  # MNIST digits are 28×28 pixels
-NUM_CLASSES = 10
 IMAGES_MAGIC = 2051  # IDX header: 0x0803 = unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # IDX header: 0x0801 = unsigned bytes, 1 dimension
 

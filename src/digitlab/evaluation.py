@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.data import to_float
-
-NUM_CLASSES = 10
+from digitlab.mnist_format import NUM_CLASSES
 
 
 @torch.inference_mode()

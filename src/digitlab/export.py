@@ -29,6 +29,7 @@ from torch import nn
 from digitlab.checkpoint import atomic_path
 from digitlab.errors import CheckpointError, ConfigError, DigitlabError
 from digitlab.extras import require
+from digitlab.mnist_format import IMAGE_SIZE
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME = "pixels"
@@ -188,7 +189,7 @@ def _exportable(model: nn.Module) -> nn.Module:
 
 def _example_input() -> torch.Tensor:
     # Batch 2, not 1: tracing with a batch of one could bake that size into a reshape.
-    return torch.zeros(2, 1, 28, 28)
+    return torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _write(out: Path, data: bytes) -> Path:

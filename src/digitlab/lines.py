@@ -1,21 +1,20 @@
 """One picture's ink → its text lines, and the numbers on each line, as images for the reader.
 
 The sequence reader (`digitlab.reader`) reads one number from a line image LINE_HEIGHT pixels
-high. This module finds those images in a picture's ink map (`preprocess.find_ink`):
+high. This module finds those images in a picture's ink map (`ink.find_ink`):
 
 1. the layout mask: stroke pixels, without long straight printed lines (ruled paper, the
    edges of a form's boxes), which would join separate lines and numbers, and without specks;
 2. the page's tilt: the angle whose row profile is sharpest (text lines give tall narrow
    peaks when level); the ink is turned level;
 3. lines: runs of rows holding ink in the levelled mask;
-4. numbers: within a line, runs of columns separated by a gap wider than NUMBER_GAP line
+4. numbers: within a line, runs of columns separated by a gap wider than `number_gap` line
    heights (digits of one number, even spaced ones, sit closer);
 5. each number's crop of the levelled ink (printed lines included: the reader has learnt to
    look past them), scaled to LINE_HEIGHT.
 
 Every step costs time linear in the ink map's pixels, and the crops are capped in number and
-width, so a picture's cost is bounded whatever is in it (`MAX_LINES`, `MAX_NUMBERS`,
-`MAX_LINE_WIDTH`).
+width, so a picture's cost is bounded whatever is in it (`LayoutParams.max_lines`, ...).
 """
 
 import math
@@ -24,28 +23,38 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LINE_HEIGHT = 32  # the reader's input height in pixels
-STROKE_LEVEL = 0.35  # ink at or above this is a stroke for the layout
-# Straight printed lines: a horizontal run of strokes this many times the text's height (or a
-# fifth of the picture's width, if longer), or a vertical one this many times.
-PRINTED_LINE_HEIGHTS = 4.0
-VERTICAL_LINE_HEIGHTS = 2.5
-MIN_PRINTED_LINE = 12  # pixels; shorter runs are never taken for printed lines
-FLAT_PIECE = 4.0  # a piece this many times wider than high is a line, not text
-# Connected pieces of stroke smaller than this share of the text's height squared are specks.
-SPECK_AREA = 0.02
-MIN_LINE_HEIGHT = 6  # pixels; a band of ink lower than this is not a line of text
-MAX_TILT = 8.0  # degrees either way the page may be turned
-TILT_STEP = 0.5
-# Rows of ink closer than this share of the taller band are one line (a 5's detached bar).
-LINE_JOIN = 0.15
-NUMBER_GAP = 1.25  # in line heights: a wider gap between ink ends a number
-# Room kept around a number's ink in its crop, in line heights (above and below / each side).
-MARGIN_Y = 0.12
-MARGIN_X = 0.25
-MAX_LINES = 40
-MAX_NUMBERS = 200  # per picture
-MAX_LINE_WIDTH = 1600  # pixels of a line image; wider lines are squeezed to this
+LINE_HEIGHT = 32  # the reader's input height in pixels (digitlab.reader)
+
+
+@dataclass(frozen=True)
+class LayoutParams:
+    stroke_level: float = 0.35  # ink at or above this is a stroke for the layout
+    # Straight printed lines: a horizontal run of strokes this many times the text's height,
+    # or a vertical one this many times (a comb field's ticks, shorter, stay).
+    printed_line_heights: float = 4.0
+    vertical_line_heights: float = 2.5
+    min_printed_line: int = 12  # pixels; shorter runs are never taken for printed lines
+    flat_piece: float = 4.0  # a piece this many times wider than high is a line, not text
+    # Connected pieces of stroke smaller than this share of the text's height squared are specks.
+    speck_area: float = 0.02
+    min_line_height: int = 6  # pixels; a band of ink lower than this is not a line of text
+    max_tilt: float = 8.0  # degrees either way the page may be turned
+    tilt_step: float = 0.5
+    # Rows of ink closer than this share of the taller band are one line (a 5's detached bar).
+    line_join: float = 0.15
+    # In line heights: a wider gap between ink ends a number. Spaced digits of one number sit
+    # up to 0.8 digit heights apart in the test pictures; numbers apart, 2 heights or more.
+    number_gap: float = 1.25
+    # Room kept around a number's ink in its crop, in line heights (above and below / each side).
+    margin_y: float = 0.12
+    margin_x: float = 0.25
+    # Bounds on the work one picture can cause, whatever is in it.
+    max_lines: int = 40
+    max_numbers: int = 200  # per picture
+    max_line_width: int = 1600  # pixels of a line image; wider lines are squeezed to this
+
+
+LAYOUT = LayoutParams()
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class NumberImage:
         columns first..last (inclusive)."""
         x0 = math.floor(first * self.x_scale)
         x1 = min(self.ink.shape[1], math.ceil((last + 1) * self.x_scale))
-        rows = np.flatnonzero((self.ink[:, x0:x1] >= STROKE_LEVEL).any(axis=1))
+        rows = np.flatnonzero((self.ink[:, x0:x1] >= LAYOUT.stroke_level).any(axis=1))
         y0, y1 = (rows[0], rows[-1] + 1) if rows.size else (0, self.ink.shape[0])
         corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) + np.array(
             self.origin
@@ -77,7 +86,7 @@ class NumberImage:
 
 def find_numbers(ink: np.ndarray) -> list[NumberImage]:
     """The numbers in an ink map (float32, 0 paper .. 1 stroke), top line first, left to right."""
-    mask = ink >= STROKE_LEVEL
+    mask = ink >= LAYOUT.stroke_level
     if not mask.any():
         return []
     text_height = _text_height(mask)
@@ -87,11 +96,11 @@ def find_numbers(ink: np.ndarray) -> list[NumberImage]:
     angle = _tilt(mask)
     level_ink, level_mask, rotation = _levelled(ink, mask, angle)
     numbers: list[NumberImage] = []
-    for index, (top, bottom) in enumerate(_bands(level_mask)[:MAX_LINES]):
+    for index, (top, bottom) in enumerate(_bands(level_mask)[: LAYOUT.max_lines]):
         inked = np.asarray(level_mask[top:bottom].any(axis=0))
-        for left, right in _runs(inked, NUMBER_GAP * (bottom - top)):
+        for left, right in _runs(inked, LAYOUT.number_gap * (bottom - top)):
             numbers.append(_crop(level_ink, (top, bottom, left, right), index, rotation))
-            if len(numbers) == MAX_NUMBERS:
+            if len(numbers) == LAYOUT.max_numbers:
                 return numbers
     return numbers
 
@@ -101,7 +110,7 @@ def _text_height(mask: np.ndarray) -> float:
     (so that dots do not decide it), leaving out flat pieces (ruled lines, underlines)."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     heights, areas = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
-    upright = stats[1:, cv2.CC_STAT_WIDTH] <= FLAT_PIECE * heights
+    upright = stats[1:, cv2.CC_STAT_WIDTH] <= LAYOUT.flat_piece * heights
     if upright.any():
         heights, areas = heights[upright], areas[upright]
     if heights.size == 0:
@@ -114,8 +123,8 @@ def _text_height(mask: np.ndarray) -> float:
 def _without_printed_lines(mask: np.ndarray, text_height: float) -> np.ndarray:
     """The mask less long straight horizontal and vertical runs (ruled lines, box edges)."""
     strokes = mask.astype(np.uint8)
-    across = max(MIN_PRINTED_LINE, round(PRINTED_LINE_HEIGHTS * text_height))
-    down = max(MIN_PRINTED_LINE, round(VERTICAL_LINE_HEIGHTS * text_height))
+    across = max(LAYOUT.min_printed_line, round(LAYOUT.printed_line_heights * text_height))
+    down = max(LAYOUT.min_printed_line, round(LAYOUT.vertical_line_heights * text_height))
     horizontal = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, across), np.uint8))
     vertical = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((down, 1), np.uint8))
     return mask & ~(horizontal.astype(bool) | vertical.astype(bool))
@@ -125,7 +134,7 @@ def _without_specks(mask: np.ndarray, text_height: float) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         mask.astype(np.uint8), connectivity=8
     )
-    keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_AREA * text_height**2)
+    keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, LAYOUT.speck_area * text_height**2)
     keep[0] = False
     return keep[labels]
 
@@ -138,7 +147,9 @@ def _tilt(mask: np.ndarray) -> float:
         return 0.0
     xs = xs - small.shape[1] / 2
     best, best_energy = 0.0, -1.0
-    for angle in np.arange(-MAX_TILT, MAX_TILT + TILT_STEP / 2, TILT_STEP):
+    for angle in np.arange(
+        -LAYOUT.max_tilt, LAYOUT.max_tilt + LAYOUT.tilt_step / 2, LAYOUT.tilt_step
+    ):
         rows = np.round(ys - xs * math.tan(math.radians(angle))).astype(np.int64)
         profile = np.bincount(rows - rows.min())
         energy = float((profile.astype(np.float64) ** 2).sum())
@@ -186,11 +197,11 @@ def _bands(mask: np.ndarray) -> list[tuple[int, int]]:
         if joined:
             last_top, last_bottom = joined[-1]
             tallest = max(bottom - top, last_bottom - last_top)
-            if top - last_bottom < LINE_JOIN * tallest:
+            if top - last_bottom < LAYOUT.line_join * tallest:
                 joined[-1] = (last_top, bottom)
                 continue
         joined.append((top, bottom))
-    return [(top, bottom) for top, bottom in joined if bottom - top >= MIN_LINE_HEIGHT]
+    return [(top, bottom) for top, bottom in joined if bottom - top >= LAYOUT.min_line_height]
 
 
 def _runs(filled: np.ndarray, min_gap: float) -> list[tuple[int, int]]:
@@ -211,12 +222,12 @@ def _crop(
 ) -> NumberImage:
     top, bottom, left, right = bounds
     height = bottom - top
-    margin_y, margin_x = round(MARGIN_Y * height), round(MARGIN_X * height)
+    margin_y, margin_x = round(LAYOUT.margin_y * height), round(LAYOUT.margin_x * height)
     y0, y1 = max(0, top - margin_y), min(ink.shape[0], bottom + margin_y)
     x0, x1 = max(0, left - margin_x), min(ink.shape[1], right + margin_x)
     crop = np.ascontiguousarray(ink[y0:y1, x0:x1])
     scale = LINE_HEIGHT / crop.shape[0]
-    width = min(MAX_LINE_WIDTH, max(LINE_HEIGHT // 2, round(crop.shape[1] * scale)))
+    width = min(LAYOUT.max_line_width, max(LINE_HEIGHT // 2, round(crop.shape[1] * scale)))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     pixels = cv2.resize(crop, (width, LINE_HEIGHT), interpolation=interpolation)
     return NumberImage(

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.errors import ConfigError
+from digitlab.mnist_format import IMAGE_SIZE, NUM_CLASSES
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 TASKS = ("digits", "numbers")  # what a model does: classify one digit, or read a number
@@ -80,7 +81,7 @@ class ConvolutionalNetwork(nn.Module):
         self.conv2 = nn.Conv2d(6, 16, 3, 1)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)  # 16 channels × 5×5 after two conv+pool stages
         self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        self.fc3 = nn.Linear(84, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2, 2)  # (N, 6, 13, 13)
@@ -136,7 +137,7 @@ class BatchNormCNN(nn.Module):
         self.bn2 = nn.BatchNorm2d(c2)
         self.conv3 = nn.Conv2d(c2, c3, 3, bias=False)
         self.bn3 = nn.BatchNorm2d(c3)
-        self.fc = nn.Linear(c3 * 3 * 3, 10)  # c3 channels × 3×3 after the third conv
+        self.fc = nn.Linear(c3 * 3 * 3, NUM_CLASSES)  # c3 channels × 3×3 after the third conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - MNIST_MEAN) / MNIST_STD
@@ -185,7 +186,7 @@ class VGGBatchNormCNN(nn.Module):
             _conv_bn_relu(c2, c3, 3),  # 4×4
             _conv_bn_relu(c3, c3, 3),  # (N, c3, 2, 2)
         )
-        self.fc = nn.Linear(c3 * 2 * 2, 10)
+        self.fc = nn.Linear(c3 * 2 * 2, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.fc(self.features(x).flatten(1)), dim=1)
@@ -222,11 +223,11 @@ class SimpleCNN(nn.Module):
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
-        side = 28 - len(channels) * (kernel_size - 1)  # each unpadded conv trims k-1 pixels
+        side = IMAGE_SIZE - len(channels) * (kernel_size - 1)  # each unpadded conv trims k-1
         if side < 1:
-            raise ConfigError(f"{len(channels)} convs of size {kernel_size} do not fit 28×28")
-        self.fc = nn.Linear(channels[-1] * side * side, 10, bias=False)
-        self.fc_bn = nn.BatchNorm1d(10)
+            raise ConfigError(f"{len(channels)} convs of size {kernel_size} do not fit the image")
+        self.fc = nn.Linear(channels[-1] * side * side, NUM_CLASSES, bias=False)
+        self.fc_bn = nn.BatchNorm1d(NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - 0.5) * 2.0  # the paper's input scaling, [0, 1] → [-1, 1]

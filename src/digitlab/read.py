@@ -6,7 +6,7 @@
 
 Two stages, so that the first can run in worker processes without a model:
 
-1. `find_lines(image)`: the picture's ink (`preprocess.find_ink`), its lines and the numbers
+1. `find_lines(image)`: the picture's ink (`ink.find_ink`), its lines and the numbers
    on each (`lines.find_numbers`), as line images;
 2. `NumberReader.read_found(found)`: every line image of a batch of pictures through the
    sequence reader (`digitlab.reader`), decoded into digits with their boxes in the picture,
@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from digitlab.errors import CheckpointError, DigitlabError
-from digitlab.lines import STROKE_LEVEL, NumberImage, find_numbers
+from digitlab.lines import LAYOUT, NumberImage, find_numbers
 from digitlab.reader import (
     batch_lines,
     greedy_decode,
@@ -128,7 +128,7 @@ class FoundLines:
 
 def find_lines(image: Image.Image) -> FoundLines | str:
     """The picture's numbers as line images, or why there are none. No model is needed."""
-    from digitlab.preprocess import find_ink
+    from digitlab.ink import find_ink
 
     found = find_ink(image, working_size=READ_WORKING_SIZE)
     if isinstance(found, str):
@@ -243,7 +243,7 @@ class NumberReader:
 
 
 def _read_number(number: NumberImage, digits: list, confidence: float, scale: float) -> ReadNumber:
-    inked = np.flatnonzero((number.pixels >= STROKE_LEVEL).any(axis=0))
+    inked = np.flatnonzero((number.pixels >= LAYOUT.stroke_level).any(axis=0))
     read = [
         ReadDigit(d.digit, d.probability, _picture_box(number.box(*span), scale))
         for d, span in zip(digits, _digit_spans(digits, inked, number.pixels.shape[1]), strict=True)

@@ -10,7 +10,7 @@ does not depend on the classifier, so it is trained once, shipped as
 `pretrained/rejector.safetensors`, and copied with its threshold into every checkpoint at the
 end of training (`run_rejection`): no recipe's training changes (the seed's stays the
 notebook's, bit for bit). The threshold is set on the 5,000 training digits every recipe holds
-out, which the detector never trains on, at FALSE_REJECTION_RATE; `--reject-threshold`
+out, which the detector never trains on, at `false_rejection_rate`; `--reject-threshold`
 replaces it, `--no-reject` turns the check off.
 
 This module is what inference needs (the network, its scores, its threshold, reading it from a
@@ -19,6 +19,7 @@ checkpoint) and the figures `digitlab evaluate` reports; it imports no training 
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,25 @@ from digitlab.pretrained import NONDIGITS_SET
 PACKAGED = Path(__file__).parent / "pretrained" / "rejector.safetensors"
 REJECTOR_PREFIX = "rejector."  # its tensors' names in model.safetensors
 NOT_A_DIGIT = "not a digit"
-FALSE_REJECTION_RATE = 0.004  # of held-out training digits, where the threshold is set
-# The score that answers "not a digit" adds the classifier's own doubt, -log of its top
-# calibrated probability, times this weight to the detector's score: a mark the detector lets
-# through but no digit fits (a scribble, a cursive letter) is caught by the classifier's
-# doubt. Chosen with the packaged model on 600 generated non-digits (the tests' set of the
-# time, seed 7, not the benchmark's): at the same held-out false-rejection rate, weight
-# 0 rejected 89.2%, 2 89.8%, 4 91.2%, 6 91.8%, while wild photo digits rejected went from
-# 0.4% to 0.5%. The threshold for it is set per run (`run_rejection`); without held-out
-# digits the detector answers alone (weight 0, its own threshold).
-DOUBT_WEIGHT = 4.0
+
+
+@dataclass(frozen=True)
+class RejectionParams:
+    # The threshold is set where this share of held-out training digits is rejected.
+    false_rejection_rate: float = 0.004
+    # The score that answers "not a digit" adds the classifier's own doubt, -log of its top
+    # calibrated probability, times this weight to the detector's score: a mark the detector
+    # lets through but no digit fits (a scribble, a cursive letter) is caught by the
+    # classifier's doubt. Chosen with the packaged model on 600 generated non-digits (the
+    # tests' set of the time, seed 7, not the benchmark's): at the same held-out
+    # false-rejection rate, weight 0 rejected 89.2%, 2 89.8%, 4 91.2%, 6 91.8%, while wild
+    # photo digits rejected went from 0.4% to 0.5%. The threshold for it is set per run
+    # (`run_rejection`); without held-out digits the detector answers alone (weight 0, its
+    # own threshold).
+    doubt_weight: float = 4.0
+
+
+REJECTION = RejectionParams()
 
 
 class Rejector(nn.Module):
@@ -97,17 +107,21 @@ def run_rejection(
     held_out_probabilities: torch.Tensor,
 ) -> dict[str, Any]:
     """A run's "not a digit" metadata: the detector's, with the threshold of the score
-    `with_doubt` (DOUBT_WEIGHT) set on the run's held-out training digits (uint8) and its
-    classifier's calibrated probabilities on them, at FALSE_REJECTION_RATE. The detector's own
-    threshold (for its score alone) is kept as `detector_threshold`."""
+    `with_doubt` (weight `REJECTION.doubt_weight`) set on the run's held-out training digits
+    (uint8) and its classifier's calibrated probabilities on them, at the false-rejection rate
+    of REJECTION. The detector's own threshold (its score alone) is kept as
+    `detector_threshold`."""
     scores = with_doubt(
-        rejection_scores(rejector, to_float(held_out_images)), held_out_probabilities, DOUBT_WEIGHT
+        rejection_scores(rejector, to_float(held_out_images)),
+        held_out_probabilities,
+        REJECTION.doubt_weight,
     )
     return detector_metadata | {
-        "threshold": float(torch.quantile(scores, 1 - FALSE_REJECTION_RATE)),
-        "method": f"{detector_metadata['method']}; the answer's score adds {DOUBT_WEIGHT:g} × "
-        "the classifier's doubt (-log of its top calibrated probability)",
-        "doubt_weight": DOUBT_WEIGHT,
+        "threshold": float(torch.quantile(scores, 1 - REJECTION.false_rejection_rate)),
+        "method": f"{detector_metadata['method']}; the answer's score adds "
+        f"{REJECTION.doubt_weight:g} × the classifier's doubt (-log of its top calibrated "
+        "probability)",
+        "doubt_weight": REJECTION.doubt_weight,
         "detector_threshold": detector_metadata["threshold"],
         "held_out_digits": len(held_out_images),
         "threshold_set_on": "this run's held-out training digits, with its classifier's doubt",

@@ -23,6 +23,7 @@ from digitlab.bundle import Bundle, check_runtime, load_bundle
 from digitlab.device import select_device
 from digitlab.errors import ImageError
 from digitlab.lines import LINE_HEIGHT
+from digitlab.mnist_format import IMAGE_SIZE
 from digitlab.predict import Predictor
 from digitlab.read import NumberReader
 from digitlab.runs import default_checkpoint, resolve_checkpoint
@@ -169,7 +170,7 @@ def _load_warm(serving: _Serving) -> tuple[Predictor, NumberReader]:
     if serving.reader_checkpoint != serving.checkpoint:
         bundle = load_bundle(serving.reader_checkpoint, device=serving.device)
     reader = NumberReader.from_bundle(bundle)
-    predictor.predict_tensor(torch.zeros(1, 1, 28, 28))
+    predictor.predict_tensor(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
     reader.decode([np.zeros((LINE_HEIGHT, 2 * LINE_HEIGHT), np.float32)])
     return predictor, reader
 

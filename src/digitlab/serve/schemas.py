@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from digitlab.preprocess import MNIST_SIZE
+from digitlab.mnist_format import IMAGE_SIZE
 
 GREY_MAX = 255
 # `/read` takes pixels of any size up to this many rows and columns: a wide scan of a
@@ -72,10 +72,10 @@ class DigitPixelsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", title="DigitPixels")
 
     pixels: Annotated[
-        list[Annotated[list[Grey], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]],
+        list[Annotated[list[Grey], Field(min_length=IMAGE_SIZE, max_length=IMAGE_SIZE)]],
         Field(
-            min_length=MNIST_SIZE,
-            max_length=MNIST_SIZE,
+            min_length=IMAGE_SIZE,
+            max_length=IMAGE_SIZE,
             description="28 rows of 28 integers 0-255, white ink on black (MNIST format)",
         ),
     ]
@@ -137,8 +137,8 @@ class PredictResponse(BaseModel):
 
 
 # 28 rows of 28 numbers; the lengths are part of the OpenAPI schema (minItems = maxItems = 28).
-Row = Annotated[list[float], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]
-Map = Annotated[list[Row], Field(min_length=MNIST_SIZE, max_length=MNIST_SIZE)]
+Row = Annotated[list[float], Field(min_length=IMAGE_SIZE, max_length=IMAGE_SIZE)]
+Map = Annotated[list[Row], Field(min_length=IMAGE_SIZE, max_length=IMAGE_SIZE)]
 
 
 class ClassMap(BaseModel):

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from digitlab.mnist_format import BOX_SIZE
+
 FONT_ROOT = Path("/usr/share/fonts")
 FONT_FAMILIES: dict[str, tuple[str, ...]] = {
     "breip": ("truetype/breip/Breip.ttf",),
@@ -63,7 +65,7 @@ FONT_PACKAGES = (
     "fonts-kaushanscript fonts-kiloji fonts-klee fonts-kristi fonts-leckerli-one fonts-lobster "
     "fonts-tlwg-purisa-otf fonts-rufscript fonts-seto"
 )
-DIGIT_HEIGHT = 20  # typed digits are scaled to MNIST's ink height
+DIGIT_HEIGHT = BOX_SIZE  # typed digits are scaled to MNIST's ink height
 RENDER_SIZE = 64  # point size fonts are drawn at before scaling down (smooth edges)
 INK_LEVEL = 0.3  # coverage counted as ink when measuring a glyph's height
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from digitlab.mnist_format import BOX_SIZE, IMAGE_SIZE
 from digitlab.preprocess import ink_to_mnist
 
 CANVAS = 112  # marks are drawn at 4× MNIST's size, then reduced like a photo's ink
@@ -113,10 +114,10 @@ def _font_glyph(text: str, fonts: Sequence[str], rng: np.random.Generator) -> np
 def _to_mnist(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
     blurred = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.0))))
     if rng.uniform() < LOW_RES_SHARE:
-        blurred = blurred.resize((28, 28), Image.Resampling.LANCZOS)
+        blurred = blurred.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
     ink = np.asarray(blurred, dtype=np.float32) / 255.0
     if ink.max() <= 0:  # nothing drawn (cannot happen with these shapes, but stay safe)
-        return np.zeros((28, 28), dtype=np.float32)
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     return ink_to_mnist(ink / ink.max())
 
 
@@ -366,7 +367,7 @@ def _smooth(knots: np.ndarray, samples: int = 12) -> list[Point]:
 # (float (N, 28, 28) in [0, 1]) and put through `ink_to_mnist` as a cut-out part would be.
 
 INK_LEVEL = 0.3  # coverage counted as ink when measuring gaps and widths
-DIGIT_HEIGHT = 20  # an MNIST digit's height in its 28×28 box
+DIGIT_HEIGHT = BOX_SIZE  # an MNIST digit's height in its 28×28 image
 # Gap between two digits' nearest ink, in digit heights: overlapping (negative), touching,
 # or close (a segmenter may keep them together).
 PAIR_GAPS = (-0.15, 0.25)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from digitlab.mnist_format import BOX_SIZE
 from digitlab.synth.fonts import crop_to_ink, type_text
 
-DIGIT_HEIGHT = 20
+DIGIT_HEIGHT = BOX_SIZE  # MNIST fits a digit's longest side in this
 INK_LEVEL = 0.3  # coverage counted as ink when measuring gaps
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-MNIST_SIZE = 28
+from digitlab.mnist_format import BOX_SIZE, IMAGE_SIZE
+
 INK_COLOURS = {  # typical pens, as RGB in [0, 1]
     "blue": (0.1, 0.15, 0.55),
     "red": (0.65, 0.1, 0.1),
@@ -123,7 +124,7 @@ def render_coverage(
 
 def _ink_coverage(digit: np.ndarray, style: WildStyle, rng: np.random.Generator) -> np.ndarray:
     """How much ink covers each pixel of the sheet (0-1): the digit, enlarged, plus specks."""
-    size = round(MNIST_SIZE * style.scale)
+    size = round(IMAGE_SIZE * style.scale)
     # Bicubic enlargement keeps strokes smooth, as a pen's are; MNIST's grey edges blur a bit.
     enlarged = Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)
     height = size + round(size * style.margin[0])
@@ -198,7 +199,6 @@ HARD_KINDS = ("tight", "blur", "lowres")
 LOWRES_HEIGHT = (10, 16)
 LOWRES_ZOOM = (3.0, 8.0)
 BLUR_RANGE = (0.5, 1.2)  # blur's standard deviation in MNIST pixels (strokes are 2-3 wide)
-MNIST_INK_HEIGHT = 20  # an MNIST digit's ink fits 20 px
 
 
 def make_hard_set(
@@ -236,7 +236,7 @@ def make_blurred(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def make_low_resolution(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A scan with the digit 10-16 px high, enlarged afterwards."""
     height = rng.uniform(*LOWRES_HEIGHT)
-    small = make_wild_image(digit, rng, scale=height / MNIST_INK_HEIGHT, specks=0)
+    small = make_wild_image(digit, rng, scale=height / BOX_SIZE, specks=0)
     zoom = rng.uniform(*LOWRES_ZOOM)
     size = (round(small.width * zoom), round(small.height * zoom))
     return small.resize(size, Image.Resampling.BICUBIC)
@@ -246,7 +246,7 @@ def make_outlined(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A photo of the digit drawn hollow, as an outline font or a pen stroke traced twice:
     each stroke is two thin lines (about one MNIST pixel wide) around an empty inside."""
     style = dataclasses.replace(random_style(rng), scale=float(rng.uniform(3.0, 6.0)), specks=0)
-    side = round(MNIST_SIZE * style.scale)
+    side = round(IMAGE_SIZE * style.scale)
     enlarged = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
     strokes = (enlarged >= 128).astype(np.uint8)
     radius = max(1, round(style.scale / 2))

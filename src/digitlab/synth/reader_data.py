@@ -2,7 +2,7 @@
 
 Each sample is drawn from its own seed, so sample k of a run is the same on every machine and
 a resumed run continues with exactly the samples it would have seen. A sample is one picture
-put through the same steps a user's picture goes through (`preprocess.find_ink`, then
+put through the same steps a user's picture goes through (`ink.find_ink`, then
 `lines.find_numbers`), so the reader learns from exactly the kind of line image it will read:
 
 - numbers of 1-10 MNIST **training** digits (never the test split, never the digits held out
@@ -124,7 +124,7 @@ def _as_ink_map(coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Coverage at MNIST scale → what `find_ink` would make of a photo or scan of it."""
     tilt = float(rng.uniform(-MAX_TILT, MAX_TILT))
     if rng.uniform() < PHOTO_SHARE:
-        from digitlab.preprocess import find_ink
+        from digitlab.ink import find_ink
         from digitlab.synth.photos import render_number_photo
 
         # Photos at 1.5-3× MNIST's scale: as much detail as the reader's 32-pixel lines keep,

@@ -12,7 +12,7 @@ The detector is trained on
   (`digitlab.synth.nondigits`).
 
 Its threshold is set on the 5,000 training digits every recipe holds out, which it never
-trains on, at `reject.FALSE_REJECTION_RATE`.
+trains on, at `reject.REJECTION.false_rejection_rate`.
 """
 
 import math
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from digitlab.augment import AugmentConfig, random_affine
 from digitlab.data import to_float
 from digitlab.reject import (
-    FALSE_REJECTION_RATE,
     PACKAGED,
+    REJECTION,
     REJECTOR_PREFIX,
     Rejector,
     rejection_scores,
@@ -72,10 +72,10 @@ def fit_rejector(
         rejector = Rejector()
     _train(rejector, images, targets, generator)
     scores = rejection_scores(rejector, to_float(held_out_images))
-    threshold = float(torch.quantile(scores, 1 - FALSE_REJECTION_RATE))
+    threshold = float(torch.quantile(scores, 1 - REJECTION.false_rejection_rate))
     return rejector.eval(), {
         "threshold": threshold,
-        "false_rejection_rate": FALSE_REJECTION_RATE,
+        "false_rejection_rate": REJECTION.false_rejection_rate,
         "held_out_digits": len(held_out_images),
         "method": METHOD,
         "training_images": {

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab import data
+from digitlab import data, download
 from digitlab.data import (
     FILES,
     MNIST,
@@ -25,7 +25,6 @@ from digitlab.data import (
     MNISTDataset,
     MnistFile,
     class_counts,
-    download_mnist,
     find_file,
     iterate_batches,
     load_mnist,
@@ -36,6 +35,7 @@ from digitlab.data import (
     to_float,
     verify_mnist,
 )
+from digitlab.download import download_mnist
 from digitlab.errors import DataError
 
 # From ../shared/data/mnist/README.md
@@ -266,7 +266,7 @@ def test_load_mnist_downloads_missing_files_when_asked(
         return paths
 
     (tmp_path / TEST_LABELS.gz_name).symlink_to(mnist_dir / TEST_LABELS.gz_name)
-    monkeypatch.setattr(data, "download_mnist", fake_download)
+    monkeypatch.setattr(download, "download_mnist", fake_download)
     mnist = load_mnist(tmp_path, download=True)
     assert mnist.root == tmp_path
     assert class_counts(mnist.test_labels) == README_TEST_COUNTS

@@ -1,48 +1,32 @@
-"""MNIST on disk and in memory: find, download, parse and check the four IDX files; batch them.
+"""MNIST on disk and in memory: find, parse and check the four IDX files; batch them.
 
 The whole dataset is held as uint8 tensors (about 55 MB) and batches are cut from it by indexing,
 so training needs no worker processes and no per-sample Python.
 
 Content is verified by the MD5 of the *uncompressed* bytes, because equally valid copies of the
-.gz files differ in their gzip wrapper; downloads are verified by the MD5 of the published .gz.
+.gz files differ in their gzip wrapper (`download.py` fetches missing files, checked by the MD5
+of the published .gz).
 """
 
 import gzip
 import hashlib
-import http.client
 import os
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 
-from digitlab import __version__
 from digitlab.errors import DataError
 from digitlab.mnist_format import IMAGE_SIZE, NUM_CLASSES
 
-# torchvision's order: the S3 copy is fast and reliable; LeCun's original site is often down.
-MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
 ENV_VAR = "DIGITLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/digitlab/mnist")  # expanded when used
 
 IMAGES_MAGIC = 2051  # IDX header: 0x0803 = unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # IDX header: 0x0801 = unsigned bytes, 1 dimension
-
-# on_progress(file name, bytes so far, total bytes or None if the server does not say)
-ProgressCallback = Callable[[str, int, int | None], None]
-
-_CHUNK_SIZE = 1 << 16  # bytes per read while downloading; small enough for smooth progress
-_USER_AGENT = f"digitlab/{__version__}"  # some servers reject urllib's default agent
 
 
 @dataclass(frozen=True)
@@ -132,115 +116,6 @@ def find_file(root: Path, spec: MnistFile) -> Path | None:
 
 def missing_files(root: Path, *, files: Sequence[MnistFile] = FILES) -> list[MnistFile]:
     return [spec for spec in files if find_file(root, spec) is None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Downloading
-
-
-def download_mnist(
-    root: Path,
-    *,
-    mirrors: Sequence[str] = MIRRORS,
-    on_progress: ProgressCallback | None = None,
-    timeout: float = 30.0,
-    files: Sequence[MnistFile] = FILES,
-) -> list[Path]:
-    """Download the missing `files` into `root` as NAME.gz; return the paths written.
-
-    Each file is tried on every mirror in turn until one serves bytes with the published MD5.
-    A file only appears under its final name once verified, so an interrupted download leaves
-    nothing behind. Raises DataError if no mirror delivers a file.
-    """
-    root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create the data folder {root}: {e.strerror or e}") from None
-    written = []
-    for spec in missing_files(root, files=files):
-        failures = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + spec.gz_name
-            problem = _download_one(url, root, spec, on_progress, timeout)
-            if problem is None:
-                written.append(root / spec.gz_name)
-                break
-            failures.append(f"{url}: {problem}")
-        else:
-            raise DataError(_download_failed_message(root, spec, files, failures))
-    return written
-
-
-def _download_one(
-    url: str,
-    root: Path,
-    spec: MnistFile,
-    on_progress: ProgressCallback | None,
-    timeout: float,
-) -> str | None:
-    """Fetch `url` into root/NAME.gz if its MD5 matches; return None, or what went wrong."""
-    # The temp file lives in `root` so os.replace() is an atomic rename on the same filesystem.
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=root, prefix=f".{spec.gz_name}.", suffix=".part")
-    except OSError as e:
-        raise DataError(f"cannot write into the data folder {root}: {e.strerror or e}") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            md5 = _stream(url, out, spec.gz_name, on_progress, timeout)
-        if md5 != spec.gz_md5:
-            return f"wrong checksum (MD5 {md5}, expected {spec.gz_md5})"
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a data file should be readable
-        os.replace(tmp, root / spec.gz_name)
-        return None
-    except urllib.error.HTTPError as e:
-        return f"HTTP {e.code} {e.reason}"
-    except urllib.error.URLError as e:
-        return str(e.reason)
-    except TimeoutError:
-        return f"timed out after {timeout:g} s"
-    except (OSError, http.client.HTTPException) as e:
-        return f"{type(e).__name__}: {e}"
-    finally:
-        # Also runs on KeyboardInterrupt; after a successful replace() there is nothing to remove.
-        tmp.unlink(missing_ok=True)
-
-
-def _stream(
-    url: str,
-    out: BinaryIO,
-    name: str,
-    on_progress: ProgressCallback | None,
-    timeout: float,
-) -> str:
-    """Copy the body of `url` into `out`, reporting progress; return the MD5 of the bytes."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    md5 = hashlib.md5()
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        so_far = 0
-        if on_progress is not None:
-            on_progress(name, 0, total)
-        while chunk := response.read(_CHUNK_SIZE):
-            out.write(chunk)
-            md5.update(chunk)
-            so_far += len(chunk)
-            if on_progress is not None:
-                on_progress(name, so_far, total)
-    return md5.hexdigest()
-
-
-def _download_failed_message(
-    root: Path, spec: MnistFile, files: Sequence[MnistFile], failures: list[str]
-) -> str:
-    names = ", ".join(f.gz_name for f in files)
-    return (
-        f"could not download {spec.gz_name} into {root} from any mirror "
-        f"({'; '.join(failures)}). Get the MNIST files ({names}) another way and copy them "
-        f"into {root}, or point {ENV_VAR} or --data-dir at a folder that has them."
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,12 +231,15 @@ def load_mnist(
     data_dir: str | Path | None = None,
     *,
     download: bool = False,
-    on_progress: ProgressCallback | None = None,
+    on_progress: Callable[[str, int, int | None], None] | None = None,
 ) -> MNIST:
-    """Read and verify all four files from the data folder (see `resolve_data_dir`)."""
+    """Read and verify all four files from the data folder (see `resolve_data_dir`);
+    `download` fetches the missing ones first (`download.download_mnist`, with `on_progress`)."""
     root = resolve_data_dir(data_dir)
     missing = missing_files(root)
     if missing and download:
+        from digitlab.download import download_mnist
+
         download_mnist(root, on_progress=on_progress)
     elif missing:
         names = ", ".join(spec.gz_name for spec in missing)

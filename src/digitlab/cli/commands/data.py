@@ -18,10 +18,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from digitlab import data
+    from digitlab.download import download_mnist
 
     root = data.resolve_data_dir(args.data_dir)
     if args.action == "download":
-        fetched = data.download_mnist(root, on_progress=download_bar())
+        fetched = download_mnist(root, on_progress=download_bar())
         print(
             f"downloaded {len(fetched)} file(s) to {root}" if fetched else f"all present in {root}"
         )

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digitlab import plots, report
+from digitlab import plots, report, report_markdown
 from digitlab.checkpoint import load_model, read_json, save_model, write_json
 from digitlab.data import MNIST, iterate_batches
 from digitlab.errors import CheckpointError
@@ -76,7 +76,7 @@ def render(**overrides: Any) -> str:
         "plots": {"loss": "plots/loss.png", "misclassified": "plots/misclassified.png"},
     }
     arguments.update(overrides)
-    return report.render_markdown_report("default-20260101-000000", fake_metrics(), **arguments)
+    return report_markdown.render_markdown_report("default-20260101-000000", fake_metrics(), **arguments)
 
 
 def table_rows(text: str, first_cell: str) -> list[list[str]]:

@@ -76,7 +76,9 @@ def render(**overrides: Any) -> str:
         "plots": {"loss": "plots/loss.png", "misclassified": "plots/misclassified.png"},
     }
     arguments.update(overrides)
-    return report_markdown.render_markdown_report("default-20260101-000000", fake_metrics(), **arguments)
+    return report_markdown.render_markdown_report(
+        "default-20260101-000000", fake_metrics(), **arguments
+    )
 
 
 def table_rows(text: str, first_cell: str) -> list[list[str]]:

@@ -1,14 +1,12 @@
-"""Generated data: what only training, tests, benchmarks and tools import, never the runtime path.
+"""Generated data: what only training, tests and benchmarks import, never the runtime path.
 
-- `fonts`: the handwriting fonts, split into those that train and those held out to score;
+- `fonts`: the handwriting fonts, split by family into those that train and those held out;
 - `numbers`: numbers as ink, from MNIST digits or typed in a font;
-- `clutter`: words, doodles, printed lines, boxes and comb fields;
-- `photos`: ink drawn as a photo or a scan; single MNIST digits as photos, and the hard kinds;
-- `nondigits`: marks that are not one digit, for the "not a digit" detector's training;
-- `rejector`: the "not a digit" detector's training set and loop;
+- `doodles`, `clutter`: doodles, words, printed lines, boxes and comb fields;
+- `photos`: ink drawn as a photo or a scan (and single test digits: tight, blurred, low-res);
 - `reader_data`: the sequence reader's training stream;
-- `marks`: marks that are not numbers, drawn apart from what training sees (tests, benchmarks,
-  and the frozen set `digitlab evaluate` scores);
-- `pictures`: pictures of numbers of every kind from MNIST test digits and held-out fonts;
-- `clean_numbers`: plain scans of numbers, for the tests of the plumbing.
+- `nondigits`, `rejector`: marks that are not one digit, and the "not a digit" detector's
+  training;
+- `pictures`, `marks`, `clean_numbers`: what tests and benchmarks score on, from MNIST test
+  digits, held-out fonts, and marks drawn apart from anything that trains.
 """

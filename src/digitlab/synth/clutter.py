@@ -10,11 +10,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digitlab.synth.doodles import CANVAS, KINDS_OF_DOODLE
 from digitlab.synth.fonts import crop_to_ink, type_text
-from digitlab.synth.nondigits import CANVAS, DOODLES, LETTERS
+from digitlab.synth.nondigits import LETTERS
 from digitlab.synth.numbers import DIGIT_HEIGHT
-
-KINDS_OF_DOODLE = list(dict.fromkeys(DOODLES))
 
 
 def word(fonts: Sequence[str], rng: np.random.Generator) -> np.ndarray:

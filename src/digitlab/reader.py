@@ -121,10 +121,14 @@ def greedy_decode(log_probs: torch.Tensor) -> list[DecodedDigit]:
     return digits
 
 
-def string_log_probability(log_probs: torch.Tensor, digits: list[list[int]]) -> torch.Tensor:
+def string_log_probability(
+    log_probs: torch.Tensor, digits: list[list[int]], frames: torch.Tensor | None = None
+) -> torch.Tensor:
     """log P(string) under CTC for each image: (N, T, 11) log-probabilities and each image's
-    digits → (N,), summed over every alignment (an empty string: every frame blank)."""
-    frames = torch.full((len(digits),), log_probs.shape[1], dtype=torch.long)
+    digits → (N,), summed over every alignment (an empty string: every frame blank). `frames`
+    gives each image's own frame count when the batch is padded (default: all T)."""
+    if frames is None:
+        frames = torch.full((len(digits),), log_probs.shape[1], dtype=torch.long)
     targets = torch.tensor([d + 1 for string in digits for d in string], dtype=torch.long)
     target_lengths = torch.tensor([len(string) for string in digits], dtype=torch.long)
     loss = F.ctc_loss(

@@ -214,11 +214,13 @@ def calibrate_reader(model: nn.Module, lines: LineSet, device: torch.device) -> 
     log_probs = line_log_probs(model, lines, device)
     truths = [[int(c) for c in text] for text in lines.texts]
 
+    # One padded batch: a CTC call per temperature tried, not one per number.
+    padded = torch.nn.utils.rnn.pad_sequence(list(log_probs), batch_first=True)
+    frames = torch.tensor([len(lp) for lp in log_probs], dtype=torch.long)
+
     def nll(temperature: float) -> float:
-        total = 0.0
-        for lp, truth in zip(log_probs, truths, strict=True):
-            total -= float(string_log_probability(scale_log_probs(lp, temperature)[None], [truth]))
-        return total / len(truths)
+        scaled = scale_log_probs(padded, temperature)
+        return -float(string_log_probability(scaled, truths, frames).double().mean())
 
     temperature = minimise_temperature(nll)
     before = _confidences(log_probs, 1.0)

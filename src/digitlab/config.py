@@ -60,8 +60,10 @@ class TrainConfig:
     )
     shuffle: bool = _setting(True, "shuffle the training images every epoch (the notebook did not)")
     seed: int = _setting(41, "seed of the initial weights, the order of images and augmentation")
+    # evaluation.EVAL_BATCH_SIZE (why 128: see there), written out rather than imported: config
+    # stays free of torch for the CLI's start, and evaluation free of config for inference.
     eval_batch_size: int = _setting(
-        1000, "images per batch when evaluating; does not change results", positive=True
+        128, "images per batch when evaluating; does not change results", positive=True
     )
     subset: int | None = _setting(
         None,

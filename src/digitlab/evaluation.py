@@ -110,6 +110,11 @@ def evaluate(
     """Score `model` on uint8 `images` (N, 28, 28) with their `labels`: accuracy, mean loss,
     per-class metrics, the confusion matrix and the misclassified indices (see `Evaluation`)."""
     log_probs = predict_log_probs(model, images, batch_size=batch_size, device=device)
+    return evaluation_of(log_probs, labels)
+
+
+def evaluation_of(log_probs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    """`evaluate`'s figures from a model's log-probabilities (N, 10) on images with `labels`."""
     loss, accuracy = loss_and_accuracy(log_probs, labels)
     confidences, predictions = log_probs.exp().max(1)
     return Evaluation(

@@ -38,7 +38,7 @@ def test_given_flags_become_typed_overrides_of_the_recipe():
         "channels_last": True, "optimizer": "sgd", "eval_batch_size": 50,
     }  # fmt: skip
     config = make_config("fast", **overrides)
-    assert (config.shuffle, config.channels_last, config.epochs) == (False, True, 2)
+    assert (config.shuffle, config.channels_last, config.epochs) == (False, True, 1)
     assert options.training_overrides(overrides_parser().parse_args([])) == {}
 
 

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from digitlab.evaluation import Evaluation, confusion_matrix, evaluate, loss_and_accuracy
+from digitlab.config import TrainConfig
+from digitlab.evaluation import (
+    EVAL_BATCH_SIZE,
+    Evaluation,
+    confusion_matrix,
+    evaluate,
+    loss_and_accuracy,
+    predict_log_probs,
+)
 from digitlab.models import create_model
 
 
@@ -49,6 +57,23 @@ def test_loss_and_accuracy_match_their_definitions():
     loss, accuracy = loss_and_accuracy(log_probs, labels)
     assert accuracy == pytest.approx(2 / 3)
     assert loss == pytest.approx(-(log_probs[0, 0] + log_probs[1, 1] + log_probs[2, 1]).item() / 3)
+
+
+def test_training_evaluates_in_the_batches_evaluation_defaults_to():
+    # config writes the number out rather than import torch-laden evaluation: keep them equal.
+    assert TrainConfig().eval_batch_size == EVAL_BATCH_SIZE
+
+
+def test_the_evaluation_batch_does_not_change_the_log_probabilities(mnist):
+    torch.manual_seed(0)
+    model = create_model("lenet").eval()
+    images = mnist.test_images[:1000]
+    reference = predict_log_probs(model, images, batch_size=1000)  # the old default
+    # Bit for bit here; kernels chosen by batch shape may round differently elsewhere.
+    for batch_size in (EVAL_BATCH_SIZE, 100):
+        torch.testing.assert_close(
+            predict_log_probs(model, images, batch_size=batch_size), reference, rtol=0, atol=1e-6
+        )
 
 
 def test_evaluate_on_real_test_set(mnist):

@@ -16,12 +16,13 @@ from digitlab.models import count_parameters, create_model, list_models
 PARAMETERS = {
     "lenet": 60_074,
     "bncnn": 26_914,
+    "bncnn_wide": 57_754,
     "simplecnn3": 1_124_180,
     "simplecnn5": 1_128_180,
     "simplecnn7": 2_291_972,
     "vggbn": 283_242,
 }
-FAST_MODELS = ["lenet", "bncnn", "vggbn"]
+FAST_MODELS = ["lenet", "bncnn", "bncnn_wide", "vggbn"]
 HEAVY_MODELS = ["simplecnn3", "simplecnn5", "simplecnn7"]
 
 

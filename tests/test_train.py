@@ -10,6 +10,7 @@ import torch
 from notebook import ConvolutionalNetwork
 from torch import nn
 
+from digitlab.calibrate import fit_temperature
 from digitlab.checkpoint import load_model, load_training_state, read_model_file
 from digitlab.config import RECIPES, make_config
 from digitlab.data import split_validation
@@ -253,3 +254,21 @@ def test_best_recipe_learns_from_a_few_thousand_digits(mnist, tmp_path):
     # One epoch on 6,000 images (47 steps): augmentation, label smoothing and vggbn together.
     result = train(make_config("best", epochs=1, subset=6000), mnist, tmp_path)
     assert result.history[-1].test_accuracy > 0.9, result.history
+
+
+@pytest.mark.slow
+def test_the_final_evaluation_is_what_calibration_and_the_report_reuse(mnist, tmp_path):
+    """The last epoch's log-probabilities (test set, held-out images) are those of the saved
+    model, so calibrating and reporting with them equals doing it on a fresh evaluation."""
+    config = make_config("default", **QUICK | {"validation": 200})
+    result = train(config, mnist, tmp_path)
+    model, metadata = load_model(RunPaths(tmp_path).model)
+    assert result.test_log_probs is not None
+    # `default` trains channels-last; the loaded model computes in the default layout.
+    fresh = predict_log_probs(model, mnist.test_images)
+    assert torch.allclose(result.test_log_probs, fresh, atol=1e-5)
+    _, (held_out, labels) = split_validation(
+        mnist.train_images[:1200], mnist.train_labels[:1200], 200
+    )
+    refitted = fit_temperature(predict_log_probs(model, held_out), labels)
+    assert metadata["calibration"]["temperature"] == pytest.approx(refitted, rel=1e-4)

@@ -145,10 +145,18 @@ def missing_calibration(metadata: dict[str, Any]) -> str | None:
 
 
 def calibrate_run(
-    config: "TrainConfig", mnist: MNIST, checkpoint: Path, model: nn.Module, device: torch.device
+    config: "TrainConfig",
+    mnist: MNIST,
+    checkpoint: Path,
+    model: nn.Module,
+    device: torch.device,
+    *,
+    held_out_log_probs: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Fit the temperature on the run's held-out training images and store it, with the
     "not a digit" detector and its threshold, in `checkpoint` (`model`'s finished file).
+    `held_out_log_probs`, `model`'s log-probabilities on those images when the caller has them
+    (training scored them after its last epoch), spare evaluating them again.
 
     Returns the metadata written. A run with nothing held out gets no temperature, and its
     metadata says why.
@@ -161,9 +169,11 @@ def calibrate_run(
     )
     calibrated = None
     if len(held_out):
-        log_probs = predict_log_probs(
-            model, held_out, batch_size=config.eval_batch_size, device=device
-        )
+        log_probs = held_out_log_probs
+        if log_probs is None or len(log_probs) != len(held_out):
+            log_probs = predict_log_probs(
+                model, held_out, batch_size=config.eval_batch_size, device=device
+            )
         temperature = fit_temperature(log_probs, held_out_labels)
         scores = calibration_scores(log_probs, held_out_labels, temperature)
         metadata["calibration"] = scores.to_dict() | {"fitted_on": "held-out training images"}
@@ -216,18 +226,33 @@ def _calibrated_classifier(
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
+    checkpoint: Path,
+    mnist: MNIST,
+    *,
+    device: torch.device | str = "cpu",
+    model: nn.Module | None = None,
+    test_log_probs: torch.Tensor | None = None,
 ) -> tuple[Evaluation, nn.Module, dict[str, Any]]:
     """`evaluate` on the test set, with calibration (ECE and NLL before and after the
     checkpoint's temperature) and "not a digit" figures. Accuracy and loss are the raw model's
-    (a temperature cannot change the predicted digit); confidences are calibrated."""
+    (a temperature cannot change the predicted digit); confidences are calibrated.
+
+    `model`, the checkpoint's network already in memory, and `test_log_probs`, its
+    log-probabilities on the test set, spare loading the one and computing the other (training
+    has both when it ends)."""
     from dataclasses import replace
 
-    from digitlab.evaluation import evaluate
+    from digitlab.evaluation import evaluate, evaluation_of
     from digitlab.reject import rejection_report
 
-    model, metadata = load_model(checkpoint, device)
-    evaluation = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
+    if model is None:
+        model, metadata = load_model(checkpoint, device)
+    else:
+        _, metadata = read_model_file(checkpoint)
+    if test_log_probs is not None and len(test_log_probs) == len(mnist.test_labels):
+        evaluation = evaluation_of(test_log_probs, mnist.test_labels)
+    else:
+        evaluation = evaluate(model, mnist.test_images, mnist.test_labels, device=device)
     assert evaluation.log_probs is not None  # evaluate always keeps them
     temperature = temperature_of(metadata)
     calibration = calibration_scores(evaluation.log_probs, mnist.test_labels, temperature)

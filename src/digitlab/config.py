@@ -60,8 +60,10 @@ class TrainConfig:
     )
     shuffle: bool = _setting(True, "shuffle the training images every epoch (the notebook did not)")
     seed: int = _setting(41, "seed of the initial weights, the order of images and augmentation")
+    # evaluation.EVAL_BATCH_SIZE (why 128: see there), written out rather than imported: config
+    # stays free of torch for the CLI's start, and evaluation free of config for inference.
     eval_batch_size: int = _setting(
-        1000, "images per batch when evaluating; does not change results", positive=True
+        128, "images per batch when evaluating; does not change results", positive=True
     )
     subset: int | None = _setting(
         None,
@@ -156,10 +158,21 @@ RECIPES: dict[str, TrainConfig] = {
         optimizer="adam", schedule="onecycle", shuffle=True, seed=0, channels_last=True,
         validation=HELD_OUT,
     ),
-    # 99% in seconds on a CPU: a compact BatchNorm CNN, two one-cycle epochs.
+    # 99% in seconds on a CPU: a compact BatchNorm CNN, one one-cycle epoch with label
+    # smoothing. Chosen on the validation split (bench/README.md); seeds 0-2 scored 99.31%,
+    # 99.23%, 99.23% on the test set.
     "fast": TrainConfig(
-        recipe="fast", model="bncnn", epochs=2, batch_size=512, lr=0.03,
-        optimizer="adam", schedule="onecycle", shuffle=True, seed=0, validation=HELD_OUT,
+        recipe="fast", model="bncnn", epochs=1, batch_size=128, lr=0.02,
+        optimizer="adam", schedule="onecycle", label_smoothing=0.1, shuffle=True, seed=0,
+        validation=HELD_OUT,
+    ),
+    # 99.5% in under a minute on a CPU: bncnn with wider stages, random rotation, zoom and shift,
+    # label smoothing, eight one-cycle epochs. Chosen on the validation split; seeds 0-2 scored
+    # 99.59%, 99.61%, 99.62% on the test set.
+    "quick99.5": TrainConfig(
+        recipe="quick99.5", model="bncnn_wide", epochs=8, batch_size=256, lr=0.03,
+        optimizer="adam", schedule="onecycle", label_smoothing=0.1,
+        rotation=10.0, scale=0.1, translate=0.1, shuffle=True, seed=0, validation=HELD_OUT,
     ),
     "best": BEST,
     # Five `best` models (seeds 0-4), their probabilities averaged.
@@ -179,7 +192,10 @@ RECIPES: dict[str, TrainConfig] = {
 RECIPE_NOTES = {
     "seed": "the notebook as it was: lenet, batch 10 unshuffled, Adam lr 0.02, 5 epochs, seed 41",
     "default": "lenet, shuffled batch 256, Adam with a one-cycle schedule to lr 0.02",
-    "fast": "bncnn (BatchNorm CNN), batch 512, Adam one-cycle to lr 0.03, 2 epochs",
+    "fast": "bncnn (BatchNorm CNN), batch 128, Adam one-cycle to lr 0.02, 1 epoch, label "
+    "smoothing 0.1: 99% in seconds",
+    "quick99.5": "bncnn_wide, batch 256, Adam one-cycle to lr 0.03, 8 epochs, random "
+    "rotation/zoom/shift, label smoothing 0.1: 99.5% in under a minute",
     "best": "vggbn (VGG-style BatchNorm CNN), batch 128, Adam one-cycle to lr 0.01, 20 epochs, "
     "random rotation/zoom/shift, label smoothing 0.1",
     "ensemble": "five best models (seeds 0-4) averaged",

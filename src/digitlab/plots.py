@@ -148,20 +148,46 @@ def plot_digit_grid(
         raise ValueError(f"columns must be at least 1, not {columns}")
     if len(images) == 0:
         return _save(_empty_figure(title or "", "no digits to show"), path)
+    from matplotlib.gridspec import GridSpec
+    from matplotlib.patches import Rectangle
+    from matplotlib.transforms import offset_copy
+
     columns = min(columns, len(images))
     rows = math.ceil(len(images) / columns)
     heading = 0.35 if title else 0.0  # inches for the figure title
-    figure = Figure(figsize=(columns * CELL_INCHES, rows * (CELL_INCHES + 0.15) + heading))
+    width, height = columns * CELL_INCHES, rows * (CELL_INCHES + 0.15) + heading
+    figure = Figure(figsize=(width, height))
     if title:
         figure.suptitle(title, fontsize=11)
-    # Fixed margins rather than constrained layout: many tiny axes lay out faster and evenly.
-    top = 1 - heading / figure.get_figheight()
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top - 0.01, hspace=0.35)
+    # The cells of a subplot grid with fixed margins, but drawn on one full-figure axes: an axes
+    # per digit costs about 10 ms each to build and draw, which made two 40-digit galleries
+    # a second of every training run. Each digit is a square centred in its cell, as an
+    # image axes of equal aspect would show it, with a light frame and its title above.
+    top = 1 - heading / height
+    cells = GridSpec(rows, columns, left=0.01, right=0.99, bottom=0.01, top=top - 0.01, hspace=0.35)
+    bottoms, tops, lefts, rights = cells.get_grid_positions(figure)
+    canvas = figure.add_axes((0, 0, 1, 1))
+    canvas.set_axis_off()
+    above = offset_copy(canvas.transData, fig=figure, y=2, units="points")  # a title's pad
+    pixels = images.detach().cpu()
+    # uint8 pixels span 0..255; float images (e.g. preprocessed) span 0..1.
+    vmax = 255 if pixels.dtype == torch.uint8 else 1.0
     colors = title_colors or ["black"] * len(images)
-    for i, (image, text, color) in enumerate(zip(images, titles, colors, strict=True)):
-        axes = figure.add_subplot(rows, columns, i + 1)
-        _draw_digit(axes, image)
-        axes.set_title(text, fontsize=8, color=color, pad=2)
+    for i, (image, text, color) in enumerate(zip(pixels, titles, colors, strict=True)):
+        row, column = divmod(i, columns)
+        side = min((rights[column] - lefts[column]) * width, (tops[row] - bottoms[row]) * height)
+        x0 = (lefts[column] + rights[column]) / 2 - side / width / 2
+        y0 = (bottoms[row] + tops[row]) / 2 - side / height / 2
+        x1, y1 = x0 + side / width, y0 + side / height
+        canvas.imshow(
+            image.float().numpy(), cmap=INK, vmin=0, vmax=vmax, interpolation="nearest",
+            extent=(x0, x1, y0, y1), aspect="auto",
+        )  # fmt: skip
+        canvas.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#dddddd", linewidth=0.8)
+        )
+        canvas.text((x0 + x1) / 2, y1, text, fontsize=8, color=color, ha="center", transform=above)
+    canvas.set(xlim=(0, 1), ylim=(0, 1))
     return _save(figure, path)
 
 

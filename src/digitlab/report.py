@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from digitlab.checkpoint import atomic_path, read_json, write_json
 from digitlab.data import MNIST
@@ -22,10 +23,19 @@ from digitlab.runs import RunPaths
 
 
 def write_run_report(
-    run_dir: Path, mnist: MNIST, *, device: torch.device | str = "cpu"
+    run_dir: Path,
+    mnist: MNIST,
+    *,
+    device: torch.device | str = "cpu",
+    model: nn.Module | None = None,
+    test_log_probs: torch.Tensor | None = None,
 ) -> Evaluation:
     """Evaluate the run's checkpoint on the test set; write metrics.json, plots/ and report.md.
-    A number reader's run is scored on pictures of numbers instead (`reading_report`)."""
+    A number reader's run is scored on pictures of numbers instead (`reading_report`).
+
+    Right after training, `model` (the checkpoint's network, in memory) and `test_log_probs`
+    (its log-probabilities on the test set, `RunResult.test_log_probs`) spare loading the
+    checkpoint and evaluating the test set a second time; the files written are the same."""
     from digitlab.calibrate import evaluate_checkpoint
     from digitlab.checkpoint import read_model_file
     from digitlab.models import task_of
@@ -35,7 +45,9 @@ def write_run_report(
         from digitlab.reading_report import write_reader_report
 
         return write_reader_report(paths.root, mnist, device=device)  # type: ignore[return-value]
-    evaluation, model, metadata = evaluate_checkpoint(paths.model, mnist, device=device)
+    evaluation, model, metadata = evaluate_checkpoint(
+        paths.model, mnist, device=device, model=model, test_log_probs=test_log_probs
+    )
     metrics = {
         **evaluation.to_dict(),
         "run_dir": str(paths.root),

@@ -112,21 +112,18 @@ class DigitTask:
         return loss_sum * (self.session.world_size / batch.size), loss_sum, correct
 
     def evaluate(self, model: nn.Module) -> Scores:
-        test_loss, test_accuracy = self._score(
-            model, self.mnist.test_images, self.mnist.test_labels
-        )
+        test = self._log_probs(model, self.mnist.test_images)
+        test_loss, test_accuracy = loss_and_accuracy(test, self.mnist.test_labels)
         if not len(self.val_labels):
-            return Scores(test_loss, test_accuracy)
-        val_loss, val_accuracy = self._score(model, self.val_images, self.val_labels)
-        return Scores(test_loss, test_accuracy, val_loss, val_accuracy)
+            return Scores(test_loss, test_accuracy, test_log_probs=test)
+        val = self._log_probs(model, self.val_images)
+        val_loss, val_accuracy = loss_and_accuracy(val, self.val_labels)
+        return Scores(test_loss, test_accuracy, val_loss, val_accuracy, test, val)
 
-    def _score(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[float, float]:
-        log_probs = predict_log_probs(
+    def _log_probs(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return predict_log_probs(
             model, images, batch_size=self.config.eval_batch_size, device=self.device
         )
-        return loss_and_accuracy(log_probs, labels)
 
     def state_dict(self) -> dict[str, Any]:
         return {"order_rng": self.order_state, "augment_rng": self.augment_rng.get_state()}

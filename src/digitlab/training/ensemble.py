@@ -11,6 +11,7 @@ and starts the rest.
 from collections.abc import Callable
 from dataclasses import replace
 
+import torch
 from torch import nn
 
 from digitlab import distributed
@@ -91,12 +92,13 @@ def save_ensemble(
     mnist: MNIST,
     paths: RunPaths,
     session: distributed.Session,
-) -> tuple[nn.Module, float, float]:
+) -> tuple[nn.Module, float, float, torch.Tensor | None]:
     """Average the members; rank 0 scores the average on the test set and saves it as the
-    run's model."""
+    run's model. Returns it, its test loss and accuracy, and (on rank 0) its test
+    log-probabilities."""
     device = select_device(config.device)
     ensemble = Ensemble(members).to(device).eval()
-    scores = None
+    scores, log_probs = None, None
     if session.is_main:
         log_probs = predict_log_probs(
             ensemble, mnist.test_images, batch_size=config.eval_batch_size, device=device
@@ -108,4 +110,4 @@ def save_ensemble(
         )
         save_model(paths.model, ensemble, metadata)
     test_loss, test_accuracy = distributed.broadcast_from_main(scores)
-    return ensemble, test_loss, test_accuracy
+    return ensemble, test_loss, test_accuracy, log_probs

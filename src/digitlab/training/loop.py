@@ -81,6 +81,11 @@ class Scores:
     test_accuracy: float
     val_loss: float | None = None
     val_accuracy: float | None = None
+    # The log-probabilities (N, 10) behind the scores, when the task keeps them: the last
+    # epoch's are the final model's, which the calibration (held-out images) and the report
+    # (test set) reuse instead of evaluating the same model on the same images again.
+    test_log_probs: torch.Tensor | None = None
+    val_log_probs: torch.Tensor | None = None
 
 
 class Batch(Protocol):
@@ -135,6 +140,7 @@ class Training:
     epoch_started: float = 0.0
     resumed: list[dict[str, int]] = field(default_factory=list)  # Resumed.record()s, in order
     saved_at: float = field(default_factory=time.monotonic)  # when the state was last saved
+    last_scores: Scores | None = None  # of the last epoch evaluated by this process
 
     @classmethod
     def start(
@@ -169,6 +175,13 @@ class Training:
     def final_model(self) -> nn.Module:
         """What is evaluated and saved: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def final_scores(self) -> Scores | None:
+        """The final model's scores, if this process evaluated it after the last epoch (not
+        when the run was already complete before it resumed, nor on ranks other than 0)."""
+        finished = len(self.history) == self.config.epochs and self.progress.step == 0
+        return self.last_scores if finished else None
 
     def train_epoch(
         self, stop_requested: threading.Event, on_step: Callable[[StepProgress], None] | None
@@ -267,7 +280,7 @@ class Training:
         return stats
 
     def evaluate_epoch(self) -> EpochStats:
-        scores = self.task.evaluate(self.final_model)
+        scores = self.last_scores = self.task.evaluate(self.final_model)
         progress = self.progress
         return EpochStats(
             epoch=progress.epoch + 1,

@@ -40,6 +40,9 @@ class RunResult:
     test_accuracy: float  # of `model`: for an ensemble, of the averaged members
     test_loss: float
     wall_seconds: float  # this call's time; a resumed run counts only its remaining part
+    # `model`'s log-probabilities (10000, 10) on the test set, when this process computed them
+    # (the report reuses them rather than evaluating the model again); None otherwise.
+    test_log_probs: torch.Tensor | None = None
 
     @property
     def history(self) -> list[EpochStats]:
@@ -94,22 +97,26 @@ def train(
     train_one = partial(
         _train_model, mnist=mnist, on_step=on_step, on_epoch=on_epoch, on_resume=on_resume
     )
+    held_out_log_probs = None
     if config.members == 1:
         run = train_one(config, paths, resume, session=session)
         model, histories = run.final_model, [run.history]
         test_loss, test_accuracy = run.history[-1].test_loss, run.history[-1].test_accuracy
+        final = run.final_scores
+        test_log_probs = final.test_log_probs if final else None
+        held_out_log_probs = final.val_log_probs if final else None
     else:
         if not resume and session.is_main:
             write_json(paths.config, config.to_dict())
         one_process = partial(train_one, session=distributed.Session())
         ensemble.train_members(config, paths, resume, session, one_process, on_member)
         members, histories = ensemble.finished_members(config, paths)
-        model, test_loss, test_accuracy = ensemble.save_ensemble(
+        model, test_loss, test_accuracy, test_log_probs = ensemble.save_ensemble(
             config, members, mnist, paths, session
         )
     # Training is over and `model` is final: post-training steps belong here.
     if session.is_main:
-        _calibrate(config, mnist, paths, model)
+        _calibrate(config, mnist, paths, model, held_out_log_probs)
     return RunResult(
         run_dir=paths.root,
         config=config,
@@ -118,6 +125,7 @@ def train(
         test_accuracy=test_accuracy,
         test_loss=test_loss,
         wall_seconds=time.perf_counter() - started,
+        test_log_probs=test_log_probs,
     )
 
 
@@ -168,7 +176,15 @@ def _make_task(
     return DigitTask(config, mnist, device, session)
 
 
-def _calibrate(config: TrainConfig, mnist: MNIST, paths: RunPaths, model: nn.Module) -> None:
+def _calibrate(
+    config: TrainConfig,
+    mnist: MNIST,
+    paths: RunPaths,
+    model: nn.Module,
+    held_out_log_probs: torch.Tensor | None,
+) -> None:
+    """Calibrate the final `model`; `held_out_log_probs`, its log-probabilities on the held-out
+    images when training has just computed them, spare a classifier's second pass over them."""
     device = next(model.parameters()).device
     if task_of(config.model) == "numbers":
         from digitlab.training.reading import reader_calibration
@@ -177,7 +193,7 @@ def _calibrate(config: TrainConfig, mnist: MNIST, paths: RunPaths, model: nn.Mod
         return
     from digitlab.calibrate import calibrate_run  # temperature and "not a digit" detector
 
-    calibrate_run(config, mnist, paths.model, model, device)
+    calibrate_run(config, mnist, paths.model, model, device, held_out_log_probs=held_out_log_probs)
 
 
 def _decided_by_main(decide: Callable[[], bool], session: distributed.Session) -> bool:

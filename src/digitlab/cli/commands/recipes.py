@@ -14,5 +14,6 @@ def run(args: argparse.Namespace) -> int:
     from digitlab.config import RECIPE_NOTES, RECIPES
 
     for name, config in RECIPES.items():
-        print(f"{name:10} {config.model:12} {config.epochs:3} epochs  {RECIPE_NOTES[name]}")
+        epochs = f"{config.epochs:3} epoch" + ("s" if config.epochs != 1 else " ")
+        print(f"{name:10} {config.model:12} {epochs}  {RECIPE_NOTES[name]}")
     return 0

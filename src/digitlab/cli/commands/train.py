@@ -81,7 +81,13 @@ def _train_and_report(args: argparse.Namespace, config: Any, session: Any) -> in
             config, mnist, run_dir, resume=resume, on_resume=say_resumed, **display.callbacks()
         )
     with distributed.main_process_first():  # the others wait for rank 0's report
-        evaluation = write_run_report(run_dir, mnist) if session.is_main else None
+        evaluation = (
+            write_run_report(
+                run_dir, mnist, model=result.model, test_log_probs=result.test_log_probs
+            )
+            if session.is_main
+            else None
+        )
     if evaluation is None:
         return 0
     summary = result.to_dict() | {

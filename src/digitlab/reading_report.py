@@ -82,13 +82,14 @@ def evaluate_reader(
         loss=loss,
         per_kind=per_kind,
         refused=refused / max(1, holding),
-        ece=_ece(confidences),
+        ece=string_ece(confidences),
         pictures=total,
         mistakes=mistakes,
     )
 
 
-def _ece(confidences: Sequence[tuple[float, bool]]) -> float:
+def string_ece(confidences: Sequence[tuple[float, bool]]) -> float:
+    """Expected calibration error of (confidence, right) pairs over ECE_BINS equal-width bins."""
     if not confidences:
         return 0.0
     p = np.array([c for c, _ in confidences])

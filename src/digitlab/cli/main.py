@@ -109,10 +109,11 @@ def _choose_default_checkpoint(args: argparse.Namespace) -> None:
     _, metadata = read_model_file(args.checkpoint)
     if task == "numbers":
         reader = metadata.get("reader") or {}
-        interim = ", interim" if reader.get("interim") else ""
+        read_whole = (reader.get("metrics") or {}).get("test_accuracy")
+        scored = f", {read_whole:.1%} of its test pictures read whole" if read_whole else ""
         print(
             f"digitlab: using the packaged model's number reader ({reader.get('model')}"
-            f"{interim}); no reader run in ./runs — train one with "
+            f"{scored}); no reader run in ./runs — train one with "
             "`digitlab train --recipe reader`",
             file=sys.stderr,
         )

@@ -5,8 +5,8 @@
 For reader runs trained before `training.reading.calibrate_reader` changed: the temperature,
 the "not a number" threshold and the ECE are fitted again on the same 2,000 numbers of the
 run's held-out training digits, exactly as the end of `digitlab train --recipe reader` fits
-them now, and written into the run's metadata (`reader`); the weights are not touched. Then
-`digitlab evaluate RUN` rewrites the report with it.
+them now, and written into the run's metadata (`reader`); the weights are not touched. The
+run's report is then written again with it.
 """
 
 import argparse
@@ -16,6 +16,7 @@ from pathlib import Path
 from digitlab.bundle import load_bundle
 from digitlab.checkpoint import add_metadata
 from digitlab.data import load_mnist
+from digitlab.reading_report import write_reader_report
 from digitlab.runs import RunPaths
 from digitlab.training import load_run_config
 from digitlab.training.reading import reader_calibration
@@ -28,11 +29,12 @@ def main() -> int:
     bundle = load_bundle(args.run, device="cpu", task="numbers")
     if bundle.metadata.get("model") != "crnn":
         parser.error(f"{args.run} is not a reader run (its model is {bundle.metadata['model']})")
-    config = load_run_config(args.run)
-    entry = reader_calibration(config, load_mnist(), bundle.reader.model, bundle.device)
+    config, mnist = load_run_config(args.run), load_mnist()
+    entry = reader_calibration(config, mnist, bundle.reader.model, bundle.device)
     print("before:", json.dumps(bundle.metadata.get("reader")))
     print("after: ", json.dumps(entry))
     add_metadata(RunPaths(args.run).model, {"reader": entry})
+    write_reader_report(args.run, mnist)
     return 0
 
 

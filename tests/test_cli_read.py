@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitlab.checkpoint import add_metadata
 from digitlab.cli import EXIT_ERROR, EXIT_USAGE, main
 from digitlab.data import MNIST
 from digitlab.plots import BOX_COLOR
@@ -176,6 +177,18 @@ def test_the_default_is_the_newest_reader_run_else_the_packaged_reader(
 def test_a_reader_run_reads_as_its_own_checkpoint(numbers, reader_run, capsys) -> None:
     code, out, err = read(capsys, numbers["2026"], "--checkpoint", reader_run, "--json")
     assert code == 0 and err == "" and json.loads(out)[0]["text"] == "2026"
+
+
+def test_an_unfinished_reader_run_reads_with_a_note(numbers, reader_run, tmp_path, capsys):
+    """A reader run stopped before its calibration still reads, and says what it lacks."""
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(reader_run, unfinished)
+    add_metadata(unfinished / "model.safetensors", {"reader": {"model": "crnn"}})
+    code, out, err = read(capsys, numbers["2026"], "--checkpoint", unfinished, "--json")
+    assert code == 0 and json.loads(out)[0]["text"] == "2026"
+    (line,) = err.splitlines()
+    assert line.startswith("digitlab: note: this reader is not calibrated")
+    assert "digitlab train --resume" in line
 
 
 def test_a_classifier_without_a_reader_is_one_line(numbers, untrained_run, capsys) -> None:

@@ -185,6 +185,17 @@ class NumberReader:
         return cls.from_bundle(load_bundle(path, device=device, task="numbers"))
 
     @property
+    def missing(self) -> list[str]:
+        """What this reader lacks, one sentence each: a run stopped before its end has no
+        calibration (empty for a finished reader)."""
+        if (self.metadata.get("reader") or {}).get("temperature") is not None:
+            return []
+        return [
+            "this reader is not calibrated (its run did not finish): confidences are raw and "
+            "no unsure number is refused; finish it with `digitlab train --resume RUN`"
+        ]
+
+    @property
     def model_name(self) -> str:
         """The reader's registry name, e.g. "crnn"."""
         return str((self.metadata.get("reader") or {}).get("model") or self.metadata["model"])

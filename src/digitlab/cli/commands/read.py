@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise ConfigError(f"no image files in {' '.join(args.paths)}")
     reader = NumberReader.from_checkpoint(args.checkpoint, args.device)
+    output.note_missing(reader)
     if args.jsonl:
         return output.write_jsonl(args, paths, functools.partial(read_stream, reader))
     stream = read_stream(reader, paths, workers=args.workers)

@@ -180,7 +180,7 @@ RECIPES: dict[str, TrainConfig] = {
     # The number reader: a CRNN read out with CTC (digitlab.reader), trained on numbers made
     # on the fly from the training digits and the training fonts (digitlab.synth.reader_data);
     # calibrated on numbers made of the 5,000 held-out digits.
-    # Four epochs (about 80 minutes on one core of a 2-core EPYC) is what was affordable here;
+    # Four epochs (65 minutes on one core of a 2-core EPYC) is what was affordable here;
     # the loss was still falling, so longer runs read better.
     "reader": TrainConfig(
         recipe="reader", model="crnn", epochs=4, batch_size=32, lr=0.002,

@@ -38,12 +38,17 @@ def as_photo(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def upload(client: TestClient, data: bytes) -> dict:
-    response = client.post("/predict", files={"file": ("digit.png", data, "image/png")})
+def post(client: TestClient, route: str, data: bytes) -> dict:
+    """A PNG uploaded to `route`: the answer, less its timing."""
+    response = client.post(route, files={"file": ("picture.png", data, "image/png")})
     assert response.status_code == 200, response.text
     answer = response.json()
     del answer["latency_ms"]
     return answer
+
+
+def upload(client: TestClient, data: bytes) -> dict:
+    return post(client, "/predict", data)
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +87,7 @@ def page(mnist: MNIST) -> bytes:
 
 
 def read(client: TestClient, data: bytes) -> dict:
-    response = client.post("/read", files={"file": ("page.png", data, "image/png")})
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    del answer["latency_ms"]
-    return answer
+    return post(client, "/read", data)
 
 
 def test_workers_find_the_lines_the_threads_find(workers_client, trained_run, page):

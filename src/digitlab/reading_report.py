@@ -23,7 +23,6 @@ from digitlab.runs import RunPaths
 
 PER_KIND = 100
 SEED = 7  # the tests' pictures; bench/read_numbers.py scores seed 2026
-ECE_BINS = 15
 SHOWN_MISTAKES = 20
 
 
@@ -89,14 +88,16 @@ def evaluate_reader(
 
 
 def string_ece(confidences: Sequence[tuple[float, bool]]) -> float:
-    """Expected calibration error of (confidence, right) pairs over ECE_BINS equal-width bins."""
+    """Expected calibration error of (confidence, right) pairs, binned as the digits' ECE is."""
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    from digitlab.calibrate import ECE_BINS
+
     if not confidences:
         return 0.0
-    p = np.array([c for c, _ in confidences])
-    right = np.array([r for _, r in confidences], float)
-    bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
-    return float(sum((bins == b).mean() * abs(p[bins == b].mean() - right[bins == b].mean())
-                     for b in range(ECE_BINS) if (bins == b).any()))  # fmt: skip
+    p = torch.tensor([c for c, _ in confidences], dtype=torch.float64)
+    right = torch.tensor([r for _, r in confidences], dtype=torch.long)
+    return float(binary_calibration_error(p, right, n_bins=ECE_BINS, norm="l1"))
 
 
 def write_reader_report(

@@ -41,6 +41,28 @@ def add_command(subparsers: Any, name: str, help: str) -> argparse.ArgumentParse
     return subparsers.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
 
 
+def check_index_or_paths(args: argparse.Namespace) -> None:
+    """`predict` and `explain` take image paths or `--index N`, exactly one of them."""
+    from digitlab.errors import ConfigError
+
+    if (args.index is None) == (not args.paths):
+        raise ConfigError(
+            "give image paths or --index N (an MNIST test image), not both or neither"
+        )
+
+
+def test_image(args: argparse.Namespace) -> tuple[Any, int]:
+    """MNIST test image `--index` (uint8, 28×28) and its label, from `--data-dir`."""
+    from digitlab.data import load_mnist
+    from digitlab.errors import ConfigError
+
+    mnist = load_mnist(args.data_dir)
+    count = len(mnist.test_images)
+    if not 0 <= args.index < count:
+        raise ConfigError(f"--index must be between 0 and {count - 1}, not {args.index}")
+    return mnist.test_images[args.index], int(mnist.test_labels[args.index])
+
+
 # ------------------------------------------------------------------------------- type checkers
 
 

@@ -29,14 +29,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitlab.errors import ConfigError
     from digitlab.explain import check_explainable
     from digitlab.predict import Predictor
 
-    if (args.index is None) == (not args.paths):
-        raise ConfigError(
-            "give image paths or --index N (an MNIST test image), not both or neither"
-        )
+    options.check_index_or_paths(args)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
     check_explainable(predictor.model)
     if args.index is not None:
@@ -53,16 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _explain_index(args: argparse.Namespace, predictor: Any) -> dict[str, Any]:
-    from digitlab.data import load_mnist, to_float
-    from digitlab.errors import ConfigError
+    from digitlab.data import to_float
     from digitlab.explain import explain_view
 
-    mnist = load_mnist(args.data_dir)
-    count = len(mnist.test_images)
-    if not 0 <= args.index < count:
-        raise ConfigError(f"--index must be between 0 and {count - 1}, not {args.index}")
-    label = int(mnist.test_labels[args.index])
-    explanation = explain_view(predictor, to_float(mnist.test_images[args.index][None])[0])
+    image, label = options.test_image(args)
+    explanation = explain_view(predictor, to_float(image[None])[0])
     name = f"test #{args.index} (true {label})"
     image = _write_explanation(explanation, name, args.out / f"test-{args.index:05d}.png")
     _say_explained(args, image, explanation)

@@ -39,10 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from digitlab.errors import ConfigError
     from digitlab.predict import Predictor
 
-    if (args.index is None) == (not args.paths):
-        raise ConfigError(
-            "give image paths or --index N (an MNIST test image), not both or neither"
-        )
+    options.check_index_or_paths(args)
     if args.index is None and args.save is not None:
         raise ConfigError("--save goes with --index; for image files use --show DIR")
     predictor = Predictor.from_checkpoint(
@@ -75,14 +72,9 @@ def _predict_files(args: argparse.Namespace, predictor: Any) -> int:
 
 
 def _predict_index(args: argparse.Namespace, predictor: Any) -> int:
-    from digitlab.data import load_mnist, to_float
-    from digitlab.errors import ConfigError
+    from digitlab.data import to_float
 
-    mnist = load_mnist(args.data_dir)
-    count = len(mnist.test_images)
-    if not 0 <= args.index < count:
-        raise ConfigError(f"--index must be between 0 and {count - 1}, not {args.index}")
-    image, label = mnist.test_images[args.index], int(mnist.test_labels[args.index])
+    image, label = options.test_image(args)
     prediction = predictor.predict_tensor(to_float(image[None]))[0]
     if args.save is not None:
         from digitlab.plots import plot_digit
